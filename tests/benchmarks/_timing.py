@@ -1,0 +1,31 @@
+"""A small timing harness: median per-call time over repeated runs, in one process."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+
+def median_per_call_ns(run: Callable[[int], object], calls: int, repeats: int = 15) -> float:
+    """Run `run(calls)` `repeats` times and return the median time per call in nanoseconds."""
+    run(max(1, calls // 10))  # warm-up: imports, caches, the delivery thread
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        run(calls)
+        samples.append((time.perf_counter_ns() - start) / calls)
+    return statistics.median(samples)
+
+
+async def amedian_per_call_ns(
+    run: Callable[[int], Awaitable[object]], calls: int, repeats: int = 15
+) -> float:
+    """The async counterpart of `median_per_call_ns`."""
+    await run(max(1, calls // 10))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        await run(calls)
+        samples.append((time.perf_counter_ns() - start) / calls)
+    return statistics.median(samples)

@@ -1,0 +1,48 @@
+"""tokenmeter: meter what every LLM agent, turn and model costs.
+
+Decorate agent steps with `metered_turn`, or wrap a tool-calling loop in `meter()`; tokenmeter
+reads the token usage out of what the provider returned, prices each round with genai-prices,
+and delivers one `UsageRecord` per turn to the configured sinks from a background thread.
+"""
+
+from tokenmeter._api import aflush, configure, flush, shutdown, stats
+from tokenmeter.delivery import DeliveryStats, SinkStats
+from tokenmeter.extract import extract_stream_usage, extract_usage
+from tokenmeter.metering import Meter, meter, metered_turn
+from tokenmeter.pricing import estimate_cost
+from tokenmeter.reading import read, read_jsonl, read_sqlite, to_pandas
+from tokenmeter.records import Cost, ModelUsage, UsageRecord
+from tokenmeter.sinks import Sink, open_sink
+from tokenmeter.streams import metered_stream
+from tokenmeter.usage import AgentTurn, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentTurn",
+    "Cost",
+    "DeliveryStats",
+    "Meter",
+    "ModelUsage",
+    "Sink",
+    "SinkStats",
+    "Usage",
+    "UsageRecord",
+    "__version__",
+    "aflush",
+    "configure",
+    "estimate_cost",
+    "extract_stream_usage",
+    "extract_usage",
+    "flush",
+    "meter",
+    "metered_stream",
+    "metered_turn",
+    "open_sink",
+    "read",
+    "read_jsonl",
+    "read_sqlite",
+    "shutdown",
+    "stats",
+    "to_pandas",
+]

@@ -1,0 +1,100 @@
+"""Usage of Gemini `generateContent`: REST camelCase (Gemini API, Vertex AI) and google-genai."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenmeter.extract._base import count, field, make_usage, modality_details, note_contradiction
+from tokenmeter.usage import Usage
+
+__all__ = ["gemini_usage", "usage_metadata_of"]
+
+_PROMPT_MODALITIES = {
+    "AUDIO": "input_audio_tokens",
+    "IMAGE": "input_image_tokens",
+    "VIDEO": "input_video_tokens",
+}
+_CACHE_MODALITIES = {
+    "AUDIO": "cache_audio_read_tokens",
+    "IMAGE": "cache_image_read_tokens",
+    "VIDEO": "cache_video_read_tokens",
+}
+_OUTPUT_MODALITIES = {
+    "AUDIO": "output_audio_tokens",
+    "IMAGE": "output_image_tokens",
+    "VIDEO": "output_video_tokens",
+}
+
+
+def usage_metadata_of(response: Any) -> Any:
+    """Return a response's `usageMetadata` (REST) or `usage_metadata` (google-genai)."""
+    metadata = field(response, "usageMetadata")
+    if metadata is None:
+        metadata = field(response, "usage_metadata")
+    return metadata
+
+
+def _get(metadata: Any, camel: str, snake: str) -> Any:
+    value = field(metadata, camel)
+    if value is None:
+        value = field(metadata, snake)
+    return value
+
+
+def gemini_usage(metadata: Any) -> Usage:
+    """Normalize Gemini usage metadata in either spelling.
+
+    `promptTokenCount` includes cached tokens but excludes the tool-use prompt
+    (`toolUsePromptTokenCount`: search results or code output fed back to the model), and
+    `candidatesTokenCount` excludes thoughts (`thoughtsTokenCount`), so both sides are sums.
+    The per-modality lists do not always add up to the totals, so they only fill `details`.
+    """
+    prompt = count(_get(metadata, "promptTokenCount", "prompt_token_count"), "promptTokenCount")
+    tool_prompt = count(
+        _get(metadata, "toolUsePromptTokenCount", "tool_use_prompt_token_count"),
+        "toolUsePromptTokenCount",
+    )
+    cached = count(
+        _get(metadata, "cachedContentTokenCount", "cached_content_token_count"),
+        "cachedContentTokenCount",
+    )
+    candidates = count(
+        _get(metadata, "candidatesTokenCount", "candidates_token_count"), "candidatesTokenCount"
+    )
+    thoughts = count(
+        _get(metadata, "thoughtsTokenCount", "thoughts_token_count"), "thoughtsTokenCount"
+    )
+
+    details: dict[str, int] = {}
+    if tool_prompt:
+        details["input_tool_tokens"] = tool_prompt
+    modality_details(
+        _get(metadata, "promptTokensDetails", "prompt_tokens_details"), _PROMPT_MODALITIES, details
+    )
+    modality_details(
+        _get(metadata, "toolUsePromptTokensDetails", "tool_use_prompt_tokens_details"),
+        _PROMPT_MODALITIES,
+        details,
+    )
+    modality_details(
+        _get(metadata, "cacheTokensDetails", "cache_tokens_details"), _CACHE_MODALITIES, details
+    )
+    modality_details(
+        _get(metadata, "candidatesTokensDetails", "candidates_tokens_details"),
+        _OUTPUT_MODALITIES,
+        details,
+    )
+
+    if cached > prompt:
+        note_contradiction(
+            "google",
+            "cached exceeds prompt",
+            f"cachedContentTokenCount {cached} > promptTokenCount {prompt}",
+        )
+    return make_usage(
+        prompt + tool_prompt,
+        candidates + thoughts,
+        cache_read_tokens=cached,
+        reasoning_tokens=thoughts,
+        details=details,
+    )

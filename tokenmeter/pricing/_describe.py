@@ -1,0 +1,85 @@
+"""`describe_prices`: the rates that `estimate_cost` would apply to a model, as text."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+
+from tokenmeter.pricing._estimate import PRICES_ENV, resolve, utc_timestamp
+from tokenmeter.pricing._rates import Rate, RatePlan
+from tokenmeter.pricing._table import GENAI_PRICES_SOURCE
+
+__all__ = ["describe_prices"]
+
+_PER_NAMES = {1_000_000: "million", 1_000: "thousand", 1_000_000_000: "billion"}
+
+
+def describe_prices(model: str, provider: str | None = None, *, at: datetime | None = None) -> str:
+    """Describe the rates that `estimate_cost` would apply to `model`, and where they come from.
+
+    Args:
+        model: The model id, written as for `estimate_cost`.
+        provider: The provider id or alias, or `None`.
+        at: The moment whose prices to describe; naive datetimes are UTC. Defaults to now.
+
+    Returns:
+        Several lines of text: the matched model and provider, the source of the prices, one
+        line per priced unit with its tiers, and the discount. For an unpriced model, a line
+        saying so and how to add a price.
+    """
+    timestamp = time.time() if at is None else utc_timestamp(at)
+    moment = _format_time(timestamp)
+    resolved = resolve(provider, model)
+    if resolved is None:
+        return (
+            f"No price for model {model!r} (provider {provider!r}) in {GENAI_PRICES_SOURCE} "
+            f"or the price overrides. Add one in a TOML file named by {PRICES_ENV}, or pass "
+            "it to tokenmeter.configure(prices=...)."
+        )
+
+    lines = [
+        f"Model {resolved.model_id!r} of provider {resolved.provider_id!r}, "
+        f"requested as {model!r} (provider {provider!r})."
+    ]
+    plan = resolved.plan
+    if resolved.table is not None:
+        period = resolved.table.period_at(timestamp)
+        plan = period.plan
+        when = f"Prices from {GENAI_PRICES_SOURCE}, in effect at {moment}"
+        if math.isfinite(period.ends):
+            when += f" until {_format_time(period.ends)}"
+        lines.append(when + ".")
+    else:
+        lines.append(f"Prices from {resolved.source}.")
+
+    if plan is None:
+        lines.append("The table's prices for this period are inconsistent, so none apply.")
+    else:
+        lines.extend(_rate_lines(plan))
+    if resolved.discount is not None:
+        lines.append(f"Discount: {resolved.discount}% off every price above ({resolved.source}).")
+    return "\n".join(lines)
+
+
+def _rate_lines(plan: RatePlan) -> list[str]:
+    lines = []
+    for unit, rate in plan.prices:
+        label = unit.usage_key.replace("_", " ")
+        if unit.usage_key == "requests":
+            label = "requests (a fee per round)"
+        per = _PER_NAMES.get(unit.per, f"{unit.per:,}")
+        line = f"  {label}: ${rate.base} per {per}"
+        line += _tier_text(rate)
+        lines.append(line)
+    return lines
+
+
+def _tier_text(rate: Rate) -> str:
+    return "".join(
+        f"; ${price} when a round has over {start:,} prompt tokens" for start, price in rate.tiers
+    )
+
+
+def _format_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,383 @@
+"""`estimate_cost`: price one round from cached rates, with the user's overrides applied first."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from genai_prices import data_snapshot
+
+from tokenmeter._logging import RateLimitedLog
+from tokenmeter.pricing._overrides import (
+    CustomModel,
+    PriceOverrides,
+    canonical_provider,
+    load_price_overrides,
+)
+from tokenmeter.pricing._rates import DECIMAL_CONTEXT, RatePlan, UnpriceableUsage
+from tokenmeter.pricing._table import (
+    GENAI_PRICES_SOURCE,
+    TableModel,
+    find_table_model,
+    model_candidates,
+    table_provider_id,
+)
+from tokenmeter.records import Cost
+from tokenmeter.usage import Usage
+
+__all__ = [
+    "PRICES_ENV",
+    "Resolved",
+    "current_overrides",
+    "estimate_cost",
+    "resolve",
+    "set_price_overrides",
+    "utc_timestamp",
+]
+
+logger = logging.getLogger("tokenmeter.pricing")
+
+PRICES_ENV: Final = "TOKENMETER_PRICES"
+"""Environment variable naming a TOML file of price overrides."""
+
+# A process that prices many distinct model strings (ids with a per-request suffix, say)
+# would otherwise grow these without bound; past the limit they start over.
+_MAX_ENTRIES = 4096
+_ONE_HUNDRED = Decimal(100)
+
+_usage_warnings = RateLimitedLog(logger, interval_s=300.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Where the price of one (provider, model) pair comes from, as cached for every round."""
+
+    plan: RatePlan | None
+    """Fixed rates of a custom model; `None` when they come from `table`."""
+    table: TableModel | None
+    """The genai-prices model, whose rates depend on the time of the round."""
+    model_id: str
+    provider_id: str | None
+    source: str
+    discount: Decimal | None
+    """Percent off, from the overrides."""
+    factor: Decimal | None
+    """`1 - discount / 100`, or `None` without a discount."""
+
+
+class _Cache:
+    """Everything derived from one genai-prices snapshot and one set of overrides."""
+
+    __slots__ = ("entries", "overrides", "snapshot")
+
+    def __init__(self, snapshot: object, overrides: PriceOverrides | None) -> None:
+        self.snapshot = snapshot
+        self.overrides = overrides
+        self.entries: dict[tuple[str | None, str], Resolved | None] = {}
+
+
+_lock = threading.Lock()
+_warned: set[tuple[str | None, str]] = set()
+# Overrides set by code; `_FROM_ENV` until `set_price_overrides` is called.
+_FROM_ENV: Final = object()
+_installed: object = _FROM_ENV
+_cache: _Cache | None = None
+
+
+def estimate_cost(
+    usage: Usage, model: str, provider: str | None = None, *, at: datetime | None = None
+) -> Cost | None:
+    """Price one round (one LLM call) of `model`.
+
+    Tiered prices apply per round: price each call on its own and add the costs up, since
+    the sum of two rounds can cross a tier that neither round reaches.
+
+    Args:
+        usage: The round's usage in tokenmeter's normalized convention.
+        model: The model id as the API or the user names it: dated snapshots, `provider/`
+            prefixes, Bedrock ids (`us.anthropic.claude-...-v1:0`) and Vertex ids
+            (`claude-sonnet-4-5@20250929`) are understood.
+        provider: A tokenmeter provider id (`openai`, `bedrock`...) or an alias (`gemini`,
+            `aws`...). `None` lets the model id decide.
+        at: When the call happened, for prices that change over time. Naive datetimes are
+            UTC. Defaults to now.
+
+    Returns:
+        The cost, or `None` when the model has no price, in the overrides or in genai-prices,
+        or when `usage` contradicts itself (more cache reads than prompt tokens, say). Either
+        case logs a warning on `tokenmeter.pricing`: once per (provider, model) for a
+        missing price, at most every five minutes per (provider, model) for bad usage.
+
+    Raises:
+        TypeError: if `usage` is not a `Usage`.
+    """
+    if not isinstance(usage, Usage):
+        raise TypeError(
+            f"usage must be a tokenmeter.Usage, got {usage!r} ({type(usage).__name__}); "
+            "read provider responses with tokenmeter.extract_usage() first"
+        )
+
+    cache = _cache
+    if cache is None or cache.snapshot is not data_snapshot.get_snapshot():
+        cache = _renew_cache()
+    try:
+        resolved = cache.entries[provider, model]
+    except KeyError:
+        resolved = _resolve_into(cache, provider, model)
+    if resolved is None:
+        return None
+
+    timestamp = time.time() if at is None else utc_timestamp(at)
+    plan = resolved.plan
+    table = resolved.table
+    if table is not None:
+        plan = table.plan_at(timestamp)
+        if table.billed_usage is not None:
+            usage = table.billed_usage(usage)
+    if plan is None:
+        return None
+
+    try:
+        prices = plan.price(usage, resolved.factor)
+    except UnpriceableUsage as error:
+        _usage_warnings.log(
+            logging.WARNING,
+            (provider, model),
+            "cannot price a round of model %r (provider %r), so its cost is recorded as "
+            "unknown: %s",
+            model,
+            provider,
+            error,
+        )
+        return None
+
+    input_usd, cache_read_usd, cache_write_usd, output_usd, other_usd, total = prices
+    return Cost(
+        total_usd=total,
+        input_usd=input_usd,
+        cache_read_usd=cache_read_usd,
+        cache_write_usd=cache_write_usd,
+        output_usd=output_usd,
+        other_usd=other_usd,
+        model_id=resolved.model_id,
+        provider_id=resolved.provider_id,
+        source=resolved.source,
+    )
+
+
+def set_price_overrides(
+    source: str | os.PathLike[str] | Mapping[str, Any] | PriceOverrides | None,
+) -> PriceOverrides | None:
+    """Install price overrides for every later `estimate_cost` call, replacing earlier ones.
+
+    Args:
+        source: A TOML file path, a mapping of the same shape, a `PriceOverrides` from
+            `load_price_overrides`, or `None` to remove every override, including the file
+            that `TOKENMETER_PRICES` names.
+
+    Returns:
+        The installed overrides.
+
+    Raises:
+        ValueError: if the file or mapping is invalid; the overrides in use stay unchanged.
+    """
+    global _installed, _cache
+
+    overrides = (
+        source
+        if source is None or isinstance(source, PriceOverrides)
+        else load_price_overrides(source)
+    )
+    with _lock:
+        _installed = overrides
+        _cache = None
+    return overrides
+
+
+def current_overrides() -> PriceOverrides | None:
+    """Return the overrides in use, reading `TOKENMETER_PRICES` if no code has set any."""
+    cache = _cache
+    if cache is None or cache.snapshot is not data_snapshot.get_snapshot():
+        cache = _renew_cache()
+    return cache.overrides
+
+
+def resolve(provider: str | None, model: str) -> Resolved | None:
+    """Return where the price of `model` comes from, as `estimate_cost` would, or `None`."""
+    cache = _cache
+    if cache is None or cache.snapshot is not data_snapshot.get_snapshot():
+        cache = _renew_cache()
+    try:
+        return cache.entries[provider, model]
+    except KeyError:
+        return _resolve_into(cache, provider, model)
+
+
+def _reset() -> None:
+    """Forget overrides, caches and warnings, as in a new process. For tests."""
+    global _installed, _cache
+    with _lock:
+        _installed = _FROM_ENV
+        _cache = None
+        _warned.clear()
+
+
+def _renew_cache() -> _Cache:
+    global _cache
+    with _lock:
+        snapshot = data_snapshot.get_snapshot()
+        if _cache is not None and _cache.snapshot is snapshot:
+            return _cache
+
+        if _cache is not None:
+            overrides = _cache.overrides
+        elif _installed is _FROM_ENV:
+            overrides = _overrides_from_env()
+        else:
+            assert _installed is None or isinstance(_installed, PriceOverrides)
+            overrides = _installed
+        _cache = _Cache(snapshot, overrides)
+        return _cache
+
+
+def _overrides_from_env() -> PriceOverrides | None:
+    path = os.environ.get(PRICES_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        return load_price_overrides(path)
+    except ValueError as error:
+        # Pricing runs on behalf of metered calls, which must not fail over a price file;
+        # configure(prices=...) is where a bad file raises.
+        logger.error("%s is ignored, so no price overrides apply: %s", PRICES_ENV, error)
+        return None
+
+
+def _resolve_into(cache: _Cache, provider: str | None, model: str) -> Resolved | None:
+    with _lock:
+        if (provider, model) in cache.entries:
+            return cache.entries[provider, model]
+
+        resolved = _resolve(cache.overrides, provider, model)
+        if len(cache.entries) >= _MAX_ENTRIES:
+            cache.entries.clear()
+        cache.entries[provider, model] = resolved
+
+        if resolved is None and (provider, model) not in _warned:
+            if len(_warned) < _MAX_ENTRIES:
+                _warned.add((provider, model))
+            _warn_unpriced(provider, model)
+        return resolved
+
+
+def _resolve(
+    overrides: PriceOverrides | None, provider: str | None, model: object
+) -> Resolved | None:
+    if not isinstance(model, str) or not model.strip():
+        return None
+
+    table_provider: str | None = None
+    known_provider = True
+    if provider is not None:
+        known_provider, table_provider = table_provider_id(provider)
+    call_provider = None if provider is None else canonical_provider(provider)
+
+    if overrides is not None:
+        custom = _find_custom(overrides, call_provider, table_provider, model)
+        if custom is not None:
+            provider_id = custom.provider or call_provider
+            discount = _discount(overrides, provider_id, (custom.name,))
+            return _resolved(custom.plan, None, custom.name, provider_id, overrides, discount)
+
+    if not known_provider:
+        return None
+    table = find_table_model(table_provider, model)
+    if table is None:
+        return None
+
+    discount = None
+    if overrides is not None:
+        names = [ref for _, ref in model_candidates(table_provider, model)]
+        names.append(table.model_id)
+        discount = _discount(overrides, call_provider or table.provider_id, names)
+    return _resolved(None, table, table.model_id, table.provider_id, overrides, discount)
+
+
+def _resolved(
+    plan: RatePlan | None,
+    table: TableModel | None,
+    model_id: str,
+    provider_id: str | None,
+    overrides: PriceOverrides | None,
+    discount: Decimal | None,
+) -> Resolved:
+    source = GENAI_PRICES_SOURCE if table is not None else ""
+    if plan is not None and overrides is not None:
+        source = overrides.source
+    elif discount is not None and overrides is not None:
+        source = f"{GENAI_PRICES_SOURCE}, {discount}% off per {overrides.source}"
+
+    factor = None
+    if discount is not None:
+        factor = DECIMAL_CONTEXT.divide(_ONE_HUNDRED - discount, _ONE_HUNDRED)
+    return Resolved(plan, table, model_id, provider_id, source, discount, factor)
+
+
+def _find_custom(
+    overrides: PriceOverrides,
+    call_provider: str | None,
+    table_provider: str | None,
+    model: str,
+) -> CustomModel | None:
+    if not overrides.models:
+        return None
+    for _, ref in model_candidates(table_provider, model):
+        custom = overrides.models.get(ref.strip().lower())
+        if custom is None:
+            continue
+        if custom.provider is None or call_provider is None or custom.provider == call_provider:
+            return custom
+    return None
+
+
+def _discount(
+    overrides: PriceOverrides, provider_id: str | None, model_names: Iterable[str]
+) -> Decimal | None:
+    for name in model_names:
+        discount = overrides.model_discounts.get(name.strip().lower())
+        if discount is not None:
+            return discount
+    if provider_id is None:
+        return None
+    return overrides.provider_discounts.get(provider_id)
+
+
+def _warn_unpriced(provider: str | None, model: object) -> None:
+    example = model if isinstance(model, str) and model.strip() else "MODEL"
+    logger.warning(
+        "no price for model %r (provider %r) in %s or the price overrides, so its cost is "
+        "recorded as unknown. To add one, write a TOML file such as\n"
+        '  [models."%s"]\n'
+        "  input = 1.0    # USD per million prompt tokens\n"
+        "  output = 2.0   # USD per million completion tokens\n"
+        "and name it in %s or pass it to tokenmeter.configure(prices=...)",
+        model,
+        provider,
+        GENAI_PRICES_SOURCE,
+        example,
+        PRICES_ENV,
+    )
+
+
+def utc_timestamp(moment: datetime) -> float:
+    """Return the POSIX time of `moment`, reading a naive datetime as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

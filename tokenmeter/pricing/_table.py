@@ -1,0 +1,376 @@
+"""Look models up in genai-prices' table, by the provider ids and model ids that users write."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from importlib.metadata import version
+
+from genai_prices import data_snapshot
+from genai_prices.types import (
+    ConditionalPrice,
+    ModelInfo,
+    ModelPrice,
+    Provider,
+    StartDateConstraint,
+    TimeOfDateConstraint,
+)
+
+from tokenmeter.pricing._rates import REGISTRY, RatePlan
+from tokenmeter.usage import Usage
+
+__all__ = [
+    "GENAI_PRICES_SOURCE",
+    "PROVIDER_ALIASES",
+    "Period",
+    "TableModel",
+    "find_table_model",
+    "model_candidates",
+    "table_provider_id",
+]
+
+logger = logging.getLogger("tokenmeter.pricing")
+
+GENAI_PRICES_SOURCE = f"genai-prices {version('genai-prices')}"
+"""`Cost.source` of prices that come from the genai-prices table."""
+
+PROVIDER_ALIASES: dict[str, str | None] = {
+    # tokenmeter's provider ids
+    "openai": "openai",
+    "azure": "azure",
+    "anthropic": "anthropic",
+    "google": "google",
+    "xai": "x-ai",
+    "bedrock": "aws",
+    "deepseek": "deepseek",
+    "mistral": "mistral",
+    "groq": "groq",
+    "cohere": "cohere",
+    "openrouter": "openrouter",
+    # Names used by SDKs, LiteLLM and the OpenTelemetry GenAI conventions (`gen_ai.system`).
+    "x-ai": "x-ai",
+    "x.ai": "x-ai",
+    "grok": "x-ai",
+    "gemini": "google",
+    "google-genai": "google",
+    "google_genai": "google",
+    "google-vertex": "google",
+    "vertex": "google",
+    "vertexai": "google",
+    "vertex_ai": "google",
+    "vertex_ai_beta": "google",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "aws": "aws",
+    "aws.bedrock": "aws",
+    "aws_bedrock": "aws",
+    "amazon-bedrock": "aws",
+    "amazon_bedrock": "aws",
+    "bedrock_converse": "aws",
+    "azure_ai": "azure",
+    "azure-openai": "azure",
+    "azure_openai": "azure",
+    "az.ai.openai": "azure",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "mistral_ai": "mistral",
+    "mistralai": "mistral",
+    "cohere_chat": "cohere",
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+    "moonshot": "moonshotai",
+    # LiteLLM names the real provider in the model id ("anthropic/claude-...").
+    "litellm": None,
+}
+"""Provider ids and aliases, lower case, mapped to genai-prices' provider id.
+
+`None` means the provider is named by the model id's `provider/` prefix. Ids missing here go
+through genai-prices' own provider matching (`find_provider_by_id`).
+"""
+
+# Bedrock model ids: an optional cross-region profile ("us.", "global."), the vendor, the
+# model, and a version suffix ("-v1:0"). Inference profile ARNs end with such an id.
+_BEDROCK_REGION = re.compile(r"^(?:us|us-gov|eu|apac|ap|jp|au|ca|global)\.")
+_BEDROCK_VENDOR = re.compile(
+    r"^(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|qwen|writer|"
+    r"twelvelabs|stability|moonshot|moonshotai|minimax|google|nvidia)\."
+)
+_BEDROCK_VERSION = re.compile(r"(?:-v\d+(?::\d+)?|:\d+)$")
+_TRAILING_DATE = re.compile(r"[-@](?:20\d{2}-?\d{2}-?\d{2}|\d{4})$")
+_LATEST = re.compile(r"[-:@]latest$")
+
+
+def table_provider_id(provider: str) -> tuple[bool, str | None]:
+    """Map a provider id or alias to genai-prices' provider id.
+
+    Returns:
+        `(known, provider_id)`. `known` is false for a provider that genai-prices does not
+        list. `provider_id` is `None` for LiteLLM, whose model ids carry the provider.
+    """
+    normalized = provider.strip().lower()
+    if normalized in PROVIDER_ALIASES:
+        return True, PROVIDER_ALIASES[normalized]
+
+    found = data_snapshot.find_provider_by_id(data_snapshot.get_snapshot().providers, normalized)
+    if found is None:
+        return False, None
+    return True, found.id
+
+
+def model_candidates(provider_id: str | None, model: str) -> Iterator[tuple[str | None, str]]:
+    """Yield `(provider_id, model_ref)` pairs to try, most literal first.
+
+    The rewrites handle how users write model ids: `provider/model` prefixes (LiteLLM,
+    OpenRouter, `models/` of the Gemini API), Bedrock ids with cross-region prefixes, vendor
+    prefixes, version suffixes and ARNs, Vertex `model@version` ids, dated snapshots and
+    `-latest` aliases. genai-prices already matches many dated ids itself, so each rewrite
+    is tried only when the literal id was not found.
+    """
+    ref = model.strip()
+    yield provider_id, ref
+
+    if ref.lower().startswith("arn:"):
+        ref = ref.rsplit("/", 1)[-1]
+        yield provider_id or "aws", ref
+
+    if "/" in ref:
+        prefix, rest = ref.split("/", 1)
+        known, prefix_provider = table_provider_id(prefix)
+        if provider_id is None and known and prefix_provider is not None:
+            yield from model_candidates(prefix_provider, rest)
+        elif provider_id != "openrouter" or (known and prefix_provider == "openrouter"):
+            # OpenRouter's own ids contain a slash ("anthropic/claude-sonnet-4.5"), so only
+            # an "openrouter/" prefix is dropped from them.
+            yield from model_candidates(provider_id, rest)
+        return
+
+    bare = _BEDROCK_REGION.sub("", ref, count=1)
+    if _BEDROCK_VENDOR.match(bare):
+        if provider_id is None:
+            yield "aws", ref
+        unversioned = _BEDROCK_VERSION.sub("", bare)
+        if provider_id in (None, "aws"):
+            yield provider_id, bare
+            yield provider_id, unversioned
+        yield provider_id, _BEDROCK_VENDOR.sub("", unversioned, count=1)
+        return
+
+    if "@" in ref:
+        name, _, snapshot = ref.partition("@")
+        yield provider_id, f"{name}-{snapshot}"
+        yield provider_id, name
+        return
+
+    undated = _TRAILING_DATE.sub("", _LATEST.sub("", ref))
+    if undated != ref:
+        yield provider_id, undated
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A span of time over which one of a model's prices applies."""
+
+    starts: float
+    """POSIX time at which the period starts; `-inf` for the first."""
+    ends: float
+    """POSIX time at which the next period starts; `inf` for the last."""
+    plan: RatePlan | None
+    """`None` when the prices of this period cannot be used."""
+    index: int
+    """Which of the model's prices applies in this period."""
+
+
+class TableModel:
+    """A genai-prices model with its price periods, and the rate plan of the period last used.
+
+    Thread-safe: the current period is one immutable object, replaced in one assignment; two
+    threads that change periods at the same moment both build a correct one.
+    """
+
+    __slots__ = (
+        "_current",
+        "_plans",
+        "_prices",
+        "billed_usage",
+        "model",
+        "model_id",
+        "provider_id",
+    )
+
+    def __init__(self, provider: Provider, model: ModelInfo) -> None:
+        self.model = model
+        self.model_id = model.id
+        self.provider_id = _owner_id(provider, model)
+        self.billed_usage: Callable[[Usage], Usage] | None = None
+        """Turns reported usage into billed usage, for models with a minimum charge."""
+        if provider.id == "groq" and model.id in _GROQ_MINIMUM_10_SECONDS:
+            self.billed_usage = _bill_at_least_10_seconds
+        if isinstance(model.prices, ModelPrice):
+            self._prices = [ConditionalPrice(prices=model.prices)]
+        else:
+            self._prices = list(model.prices)
+        self._plans: dict[int, RatePlan | None] = {}
+        self._current = Period(math.inf, -math.inf, None, -1)
+
+    def plan_at(self, timestamp: float) -> RatePlan | None:
+        """Return the rate plan in effect at POSIX time `timestamp`, or `None` if unusable."""
+        current = self._current
+        if current.starts <= timestamp < current.ends:
+            return current.plan
+
+        period = self.period_at(timestamp)
+        self._current = period
+        return period.plan
+
+    def period_at(self, timestamp: float) -> Period:
+        """Return the price period that contains POSIX time `timestamp`."""
+        index = self._active_index(_utc_datetime(timestamp))
+        if index not in self._plans:
+            self._plans[index] = self._build_plan(index)
+
+        # The active price can only change where some constraint turns on or off, so the
+        # period runs between the nearest such instants around `timestamp`.
+        starts, ends = -math.inf, math.inf
+        for change in self._changes_around(timestamp):
+            if change <= timestamp:
+                starts = max(starts, change)
+            else:
+                ends = min(ends, change)
+        return Period(starts, ends, self._plans[index], index)
+
+    def _active_index(self, moment: datetime) -> int:
+        # genai-prices takes the last price whose constraint holds, and the first when none does.
+        for index in range(len(self._prices) - 1, -1, -1):
+            constraint = self._prices[index].constraint
+            if constraint is None or constraint.active(moment):
+                return index
+        return 0
+
+    def _changes_around(self, timestamp: float) -> Iterator[float]:
+        day = math.floor(timestamp / 86400) * 86400
+        for conditional in self._prices:
+            constraint = conditional.constraint
+            if isinstance(constraint, StartDateConstraint):
+                yield _midnight_utc(constraint.start_date)
+            elif isinstance(constraint, TimeOfDateConstraint):
+                for moment in (constraint.start_time, constraint.end_time):
+                    offset = _seconds_into_utc_day(moment)
+                    yield from (day - 86400 + offset, day + offset, day + 86400 + offset)
+
+    def _build_plan(self, index: int) -> RatePlan | None:
+        model_price = self._prices[index].prices
+        prices = []
+        for price_key, price in model_price.__dict__.items():
+            if price_key.startswith("_") or price is None:
+                continue
+            if not _is_price_key(price_key):
+                # genai-prices skips price keys it has no unit for, with a warning.
+                logger.debug(
+                    "genai-prices price key %r of model %r is not a known unit; ignored",
+                    price_key,
+                    self.model_id,
+                )
+                continue
+            prices.append((price_key, price))
+
+        try:
+            return RatePlan(prices)
+        except ValueError as error:
+            logger.warning(
+                "genai-prices' prices for model %r (provider %r) are inconsistent, so its "
+                "cost is recorded as unknown: %s",
+                self.model_id,
+                self.provider_id,
+                error,
+            )
+            return None
+
+
+def find_table_model(provider_id: str | None, model: str) -> TableModel | None:
+    """Find `model` in genai-prices' current table, trying the rewrites of `model_candidates`.
+
+    Args:
+        provider_id: genai-prices' provider id, or `None` to let genai-prices guess the
+            provider from the model id.
+        model: The model id as the user wrote it.
+    """
+    snapshot = data_snapshot.get_snapshot()
+    tried: set[tuple[str | None, str]] = set()
+
+    for candidate in model_candidates(provider_id, model):
+        key = (candidate[0], candidate[1].lower())
+        if key in tried or not key[1]:
+            continue
+        tried.add(key)
+
+        try:
+            provider, found = snapshot.find_provider_model(key[1], None, key[0], None)
+        except LookupError:
+            continue
+        return TableModel(provider, found)
+    return None
+
+
+# Groq bills each transcription request for at least 10 seconds of audio; genai-prices 0.2.3
+# applies the minimum in code (ModelInfo.calc_price), not in its table.
+_GROQ_MINIMUM_10_SECONDS = frozenset({"whisper-large-v3", "whisper-large-v3-turbo"})
+
+
+def _bill_at_least_10_seconds(usage: Usage) -> Usage:
+    details = usage.details
+    reported = details.get("audio_seconds") or details.get("input_audio_seconds")
+    if reported is None:
+        return usage
+    billed = max(reported, 10) if reported > 0 else 0
+    return Usage(
+        usage.input_tokens,
+        usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        details={**details, "audio_seconds": billed, "input_audio_seconds": billed},
+    )
+
+
+def _is_price_key(price_key: str) -> bool:
+    try:
+        REGISTRY.unit_for_price_key(price_key)
+    except KeyError:
+        return False
+    return True
+
+
+def _owner_id(provider: Provider, model: ModelInfo) -> str:
+    # A provider may serve another provider's models (Google serves Anthropic's); the owner
+    # of the price is the provider whose list holds the model.
+    if any(candidate is model for candidate in provider.models):
+        return provider.id
+    for candidate_provider in data_snapshot.get_snapshot().providers:
+        if any(candidate is model for candidate in candidate_provider.models):
+            return candidate_provider.id
+    return provider.id
+
+
+def _utc_datetime(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _midnight_utc(day: date) -> float:
+    return datetime.combine(day, time(0), UTC).timestamp()
+
+
+def _seconds_into_utc_day(moment: time) -> float:
+    if moment.tzinfo is not None:
+        moment = datetime.combine(date(1970, 1, 1), moment).astimezone(UTC).time()
+    delta = timedelta(
+        hours=moment.hour,
+        minutes=moment.minute,
+        seconds=moment.second,
+        microseconds=moment.microsecond,
+    )
+    return delta.total_seconds()

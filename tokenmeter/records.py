@@ -1,0 +1,198 @@
+"""`UsageRecord`, the row every sink receives, and `Cost`, the price of some usage."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Cost",
+    "ModelUsage",
+    "UsageRecord",
+    "record_from_json",
+    "record_to_json",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the record layout; readers accept records up to this version."""
+
+Status = Literal["ok", "error", "incomplete"]
+PriceStatus = Literal["priced", "partial", "unpriced", "unmeasured"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The price of some usage in US dollars, by component, and where the price came from.
+
+    `total_usd` is the sum of the components. Components are exact `Decimal`s computed from
+    per-million-token prices, never rounded.
+    """
+
+    total_usd: Decimal
+    input_usd: Decimal = Decimal(0)
+    """Uncached prompt tokens."""
+    cache_read_usd: Decimal = Decimal(0)
+    cache_write_usd: Decimal = Decimal(0)
+    output_usd: Decimal = Decimal(0)
+    """Completion tokens, reasoning included."""
+    other_usd: Decimal = Decimal(0)
+    """Per-request fees and billable units beside the tokens (web searches, audio...)."""
+    model_id: str | None = None
+    """The price table's id of the model that was priced."""
+    provider_id: str | None = None
+    """The price table's id of the provider whose price was used."""
+    source: str = ""
+    """The price table and its version, for example `genai-prices 0.2.3`."""
+
+    def __add__(self, other: object) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        same_model = self.model_id == other.model_id and self.provider_id == other.provider_id
+        return Cost(
+            total_usd=self.total_usd + other.total_usd,
+            input_usd=self.input_usd + other.input_usd,
+            cache_read_usd=self.cache_read_usd + other.cache_read_usd,
+            cache_write_usd=self.cache_write_usd + other.cache_write_usd,
+            output_usd=self.output_usd + other.output_usd,
+            other_usd=self.other_usd + other.other_usd,
+            model_id=self.model_id if same_model else None,
+            provider_id=self.provider_id if same_model else None,
+            source=self.source if self.source == other.source else f"{self.source}; {other.source}",
+        )
+
+    def __radd__(self, other: object) -> Cost:
+        if other == 0:
+            return self
+        return NotImplemented
+
+
+Cost.__module__ = "tokenmeter"
+
+
+class ModelUsage(BaseModel):
+    """Usage and cost of the rounds of one turn that one model served."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    model: str | None
+    provider: str | None
+    rounds: int
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    details: dict[str, int] = Field(default_factory=dict)
+    cost_usd: Decimal | None = None
+    """`None` when the model is not in the price table."""
+
+
+class UsageRecord(BaseModel):
+    """One metered turn: what every sink stores, one per `metered_turn` call or `meter()` block.
+
+    Token fields sum the turn's measured rounds; they are `None` when no round reported
+    usage, because unknown is not zero. `cost_usd` is `None` when some measured round could
+    not be priced; `price_status` says why.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: UUID
+    """Unique per record; SQL sinks use it to insert idempotently."""
+    timestamp: datetime
+    """When the turn started, in UTC."""
+    duration_ms: float | None = None
+    run_id: UUID
+    """Shared by every turn of one run: nested meters and steps inside one top-level meter."""
+    parent_id: UUID | None = None
+    """The record id of the enclosing `meter()` block, if any."""
+    agent: str | None = None
+    name: str | None = None
+    """The decorated function's qualified name, or the meter's name."""
+    model: str | None = None
+    """The model of the turn's rounds; the most used one when several served the turn."""
+    provider: str | None = None
+    status: Status = "ok"
+    error_type: str | None = None
+    """The exception's class name when `status` is `error`."""
+    rounds: int = 0
+    """How many LLM calls (rounds) the turn made, measured or not."""
+    unmeasured_rounds: int = 0
+    """Rounds whose response reported no usage: counted here, never as zero tokens."""
+    input_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    details: dict[str, int] = Field(default_factory=dict)
+    cost_usd: Decimal | None = None
+    price_status: PriceStatus = "unmeasured"
+    price_source: str | None = None
+    by_model: list[ModelUsage] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_in_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @property
+    def total_tokens(self) -> int | None:
+        """`input_tokens + output_tokens`, or `None` when the turn reported no usage."""
+        if self.input_tokens is None or self.output_tokens is None:
+            return None
+        return self.input_tokens + self.output_tokens
+
+
+UsageRecord.__module__ = "tokenmeter"
+
+# Decimals are written as JSON numbers with their exact digits. The json module can only
+# write floats, so each Decimal goes out as a marked string and the marks are removed after.
+_DECIMAL_MARK = "\x00tokenmeter-decimal:"
+_MARKED_DECIMAL = re.compile(r'"\\u0000tokenmeter-decimal:([^"]+)"')
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=lambda value: _to_json_value(value))
+
+
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
+        return _DECIMAL_MARK + str(value)
+    if isinstance(value, (UUID, datetime)):
+        return str(value) if isinstance(value, UUID) else value.isoformat()
+    if isinstance(value, BaseModel):
+        return dict(value.__dict__)
+    return str(value)
+
+
+def record_to_json(record: UsageRecord) -> str:
+    """Serialize a record as one line of JSON, costs as numbers with their exact digits."""
+    # Reading the fields directly is about five times faster than model_dump().
+    text = _ENCODER.encode(record.__dict__)
+    if _DECIMAL_MARK[1:] in text:
+        text = _MARKED_DECIMAL.sub(r"\1", text)
+    return text
+
+
+def record_from_json(line: str | bytes) -> UsageRecord:
+    """Parse one line written by `record_to_json`; costs come back as the same `Decimal`.
+
+    Raises:
+        ValueError: if the line is not JSON or not a tokenmeter record.
+    """
+    data = json.loads(line, parse_float=Decimal)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return UsageRecord.model_validate(data)

@@ -1,0 +1,373 @@
+"""`SqliteSink`: inserts records into a SQLite table, once per record id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from tokenmeter.records import SCHEMA_VERSION, UsageRecord
+from tokenmeter.sinks.jsonl import check_writable_path
+from tokenmeter.sinks.urls import DEFAULT_TABLE, parse_sqlite_url, validate_identifier
+
+__all__ = [
+    "COLUMNS",
+    "JSON_COLUMNS",
+    "SCHEMA_TABLE",
+    "SqliteSink",
+    "format_timestamp",
+    "record_to_row",
+    "row_to_record",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_TABLE = "tokenmeter_schema"
+"""The table that stores, per usage table, the `SCHEMA_VERSION` its layout follows."""
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "TEXT PRIMARY KEY NOT NULL"),
+    ("timestamp", "TEXT NOT NULL"),
+    ("duration_ms", "REAL"),
+    ("run_id", "TEXT NOT NULL"),
+    ("parent_id", "TEXT"),
+    ("agent", "TEXT"),
+    ("name", "TEXT"),
+    ("model", "TEXT"),
+    ("provider", "TEXT"),
+    ("status", "TEXT NOT NULL"),
+    ("error_type", "TEXT"),
+    ("rounds", "INTEGER NOT NULL"),
+    ("unmeasured_rounds", "INTEGER NOT NULL"),
+    ("input_tokens", "INTEGER"),
+    ("cache_read_tokens", "INTEGER"),
+    ("cache_write_tokens", "INTEGER"),
+    ("output_tokens", "INTEGER"),
+    ("reasoning_tokens", "INTEGER"),
+    ("cost_usd", "TEXT"),
+    ("price_status", "TEXT NOT NULL"),
+    ("price_source", "TEXT"),
+    ("schema_version", "INTEGER NOT NULL"),
+    ("details", "TEXT NOT NULL"),
+    ("by_model", "TEXT NOT NULL"),
+    ("tags", "TEXT NOT NULL"),
+    ("metadata", "TEXT NOT NULL"),
+)
+"""The columns of the usage table and their SQLite types, one per `UsageRecord` field.
+
+Costs are TEXT holding the exact decimal digits, because SQLite's REAL is a binary float.
+`timestamp` is ISO 8601 in UTC with microseconds (`2026-05-01T12:00:00.000000+00:00`), so
+text order is time order and SQLite's date functions read it.
+"""
+
+JSON_COLUMNS = frozenset({"details", "by_model", "tags", "metadata"})
+"""Columns holding JSON text. Costs inside `by_model` are JSON strings, to stay exact."""
+
+_COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+
+_INDEXES = (
+    ("timestamp_idx", "timestamp"),
+    ("agent_timestamp_idx", "agent, timestamp"),
+    ("model_timestamp_idx", "model, timestamp"),
+)
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format a datetime the way the `timestamp` column stores it; naive means UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def record_to_row(record: UsageRecord) -> tuple[Any, ...]:
+    """Return the record's values in `COLUMNS` order, as SQLite stores them."""
+    data = record.model_dump(mode="json")
+    data["timestamp"] = format_timestamp(record.timestamp)
+    for column in JSON_COLUMNS:
+        data[column] = json.dumps(data[column], separators=(",", ":"), ensure_ascii=False)
+    return tuple(data[name] for name in _COLUMN_NAMES)
+
+
+def row_to_record(row: Mapping[str, Any]) -> UsageRecord:
+    """Build a record from a row of the usage table, keyed by column name.
+
+    Raises:
+        ValueError: if the row does not hold a valid record (pydantic's `ValidationError`
+            is a `ValueError`).
+    """
+    data = dict(row)
+    for column in JSON_COLUMNS:
+        value = data.get(column)
+        if isinstance(value, str | bytes):
+            data[column] = json.loads(value)
+        elif value is None:
+            data.pop(column, None)
+    return UsageRecord.model_validate(data)
+
+
+class SqliteSink:
+    """Insert each batch into a SQLite table in one transaction, skipping ids already stored.
+
+    The table (default `llm_usage`), its indexes on `timestamp`, `(agent, timestamp)` and
+    `(model, timestamp)`, and the `tokenmeter_schema` version table are created on the first
+    write. A table created by an older tokenmeter gets its missing columns added. The
+    database runs in WAL mode, where readers and the writer do not block each other
+    (SQLite's "Write-Ahead Logging" documentation).
+
+    `INSERT OR IGNORE` by `id` makes a retried batch harmless: records already stored stay
+    as they are and are not duplicated.
+
+    The stdlib `sqlite3` module runs in worker threads (`anyio.to_thread.run_sync`), one
+    connection per sink, opened on the first write. This works under asyncio and trio alike,
+    where aiosqlite would need asyncio.
+
+    Args:
+        path: The database file, created with its parent directories if missing. `~` is
+            expanded and a relative path is resolved now. `":memory:"` keeps the database in
+            memory, for this sink only.
+        table: The usage table, a plain SQL identifier.
+        busy_timeout_s: How long a write waits for another connection's write lock before
+            it fails with `sqlite3.OperationalError` ("database is locked").
+
+    Raises:
+        ValueError: if `table` is not a plain SQL identifier.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = DEFAULT_TABLE,
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        raw_path = os.fspath(path)
+        self._path: Path | None = (
+            None if raw_path == ":memory:" else Path(os.path.abspath(os.path.expanduser(raw_path)))
+        )
+        self._table = validate_identifier("table", table)
+        self._busy_timeout_s = busy_timeout_s
+
+        self._connection: sqlite3.Connection | None = None
+        self._connection_pid = 0
+        # One connection is shared by worker threads, one at a time.
+        self._lock = threading.Lock()
+        self._lock_pid = os.getpid()
+        self._closed = False
+
+        columns = ", ".join(f'"{name}"' for name in _COLUMN_NAMES)
+        placeholders = ", ".join("?" for _ in _COLUMN_NAMES)
+        self._insert_sql = (
+            f'INSERT OR IGNORE INTO "{self._table}" ({columns}) VALUES ({placeholders})'
+        )
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteSink:
+        """Open the sink that a `sqlite:///PATH[?table=NAME]` URL names.
+
+        Raises:
+            ValueError: if the URL is malformed or its `table` or `schema` is invalid.
+        """
+        target = parse_sqlite_url(url)
+        path: str | Path = ":memory:" if target.path is None else target.path
+        return cls(path, table=target.table)
+
+    @property
+    def path(self) -> Path | None:
+        """The absolute path of the database file; `None` for an in-memory database."""
+        return self._path
+
+    @property
+    def table(self) -> str:
+        """The name of the usage table."""
+        return self._table
+
+    @property
+    def url(self) -> str:
+        """A URL that opens a sink writing the same table of the same file."""
+        url = f"sqlite:///{':memory:' if self._path is None else self._path}"
+        if self._table != DEFAULT_TABLE:
+            url += f"?table={self._table}"
+        return url
+
+    def __repr__(self) -> str:
+        return f"SqliteSink(url={self.url!r})"
+
+    def check(self) -> None:
+        """Raise `OSError` if the database file obviously cannot be written. Write nothing.
+
+        Raises:
+            OSError: `IsADirectoryError`, `NotADirectoryError` or `PermissionError`, with a
+                message naming the sink and the path.
+        """
+        if self._path is None:
+            return
+        check_writable_path(self._path, self.url)
+        # WAL mode creates `-wal` and `-shm` files beside the database.
+        if self._path.exists():
+            check_writable_path(self._path.parent / f"{self._path.name}-wal", self.url)
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        """Insert the batch in one transaction, skipping records whose id is stored already.
+
+        Raises:
+            RuntimeError: if the sink was closed, or the table was created by a newer
+                tokenmeter with a layout this version does not know.
+            sqlite3.Error: if the database cannot be opened or written. Nothing of the batch
+                is stored then.
+        """
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed; open a new sink to write more records")
+        if not records:
+            return
+
+        rows = [record_to_row(record) for record in records]
+        inserted = await self._run(self._insert, rows)
+        logger.debug(
+            "inserted %d of %d records into %s (%d were stored already)",
+            inserted,
+            len(rows),
+            self,
+            len(rows) - inserted,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection. Idempotent. Waits for a write in progress to finish."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._run(self._close)
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(self._locked, function, *args)
+
+    def _locked(self, function: Callable[..., T], *args: Any) -> T:
+        if self._lock_pid != os.getpid():
+            # fork() copies the lock as it was, possibly held by a thread the child lacks.
+            self._lock = threading.Lock()
+            self._lock_pid = os.getpid()
+        with self._lock:
+            return function(*args)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        connection = self._connect()
+        before = connection.total_changes
+
+        # BEGIN IMMEDIATE takes the write lock up front, where busy_timeout applies. A
+        # deferred transaction could fail at its first INSERT without waiting.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(self._insert_sql, rows)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+        return connection.total_changes - before
+
+    def _connect(self) -> sqlite3.Connection:
+        # A connection inherited through fork() must not be used in the child (SQLite's
+        # documentation says so), so the child opens its own and leaves the parent's alone.
+        pid = os.getpid()
+        if self._connection is not None and self._connection_pid == pid:
+            return self._connection
+
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        database = ":memory:" if self._path is None else str(self._path)
+        connection = sqlite3.connect(
+            database,
+            timeout=self._busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            self._prepare(connection)
+        except BaseException:
+            connection.close()
+            raise
+
+        self._connection = connection
+        self._connection_pid = pid
+        logger.info("opened %s", self)
+        return connection
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL survives a crash of the process but may lose the last
+        # transactions on a power loss, like the JSONL sink without fsync.
+        connection.execute("PRAGMA synchronous = NORMAL")
+
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            self._migrate(connection)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        table = self._table
+        connection.execute(
+            f'CREATE TABLE IF NOT EXISTS "{SCHEMA_TABLE}" ('
+            "table_name TEXT PRIMARY KEY NOT NULL, "
+            "version INTEGER NOT NULL, "
+            "updated_at TEXT NOT NULL)"
+        )
+        found = connection.execute(
+            f'SELECT version FROM "{SCHEMA_TABLE}" WHERE table_name = ?', (table,)
+        ).fetchone()
+        if found is not None and found[0] > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"table {table!r} in {self!r} has schema version {found[0]}, written by a newer "
+                f"tokenmeter; this one writes version {SCHEMA_VERSION}. Upgrade tokenmeter, "
+                "or write to another table with ?table=NAME"
+            )
+
+        column_sql = ", ".join(f'"{name}" {kind}' for name, kind in COLUMNS)
+        connection.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({column_sql})')
+
+        existing = {row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')}
+        if "id" not in existing:
+            raise RuntimeError(
+                f"table {table!r} in {self!r} exists but has no 'id' column, so it was not "
+                "created by tokenmeter; write to another table with ?table=NAME"
+            )
+        for name, kind in COLUMNS:
+            if name not in existing:
+                # ALTER TABLE cannot add a NOT NULL column without a default to a table that
+                # has rows, so added columns allow NULL.
+                sql_type = kind.split()[0]
+                connection.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {sql_type}')
+                logger.info("added column %r to table %r of %s", name, table, self)
+
+        for suffix, columns in _INDEXES:
+            connection.execute(
+                f'CREATE INDEX IF NOT EXISTS "{table}_{suffix}" ON "{table}" ({columns})'
+            )
+
+        connection.execute(
+            f'INSERT INTO "{SCHEMA_TABLE}" (table_name, version, updated_at) VALUES (?, ?, ?) '
+            "ON CONFLICT (table_name) DO UPDATE SET "
+            "version = excluded.version, updated_at = excluded.updated_at "
+            "WHERE version <> excluded.version",
+            (table, SCHEMA_VERSION, format_timestamp(datetime.now(UTC))),
+        )
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and self._connection_pid == os.getpid():
+            connection.close()
+            logger.info("closed %s", self)
