@@ -14,7 +14,9 @@ from tokenmeter.testing import MemorySink
 
 
 @pytest.fixture(autouse=True)
-def _isolated_engine(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_engine(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Give each test its own spool directory and a default sink that writes nowhere useful."""
     spool = tmp_path_factory.mktemp("spool")
     monkeypatch.setenv("TOKENMETER_SPOOL_DIR", str(spool))

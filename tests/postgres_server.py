@@ -8,7 +8,8 @@ refuses to run as root, so under root the server runs as the `nobody` user.
 Test modules get the DSN from the session-scoped `postgres_dsn` fixture defined here. Import
 it into a conftest.py or test module, or wrap `shared_postgres_dsn()` in a fixture.
 When no server can be started, the fixture raises `PostgresUnavailable` with the reason: the
-tests that need PostgreSQL fail, they are never skipped.
+tests that need PostgreSQL fail, they are never skipped. Tests that stop and restart a server
+start a `LocalPostgres` of their own, also when TOKENMETER_TEST_POSTGRES_DSN is set.
 """
 
 from __future__ import annotations
@@ -121,9 +122,9 @@ def _traversable_by_others(path: Path) -> bool:
 class LocalPostgres:
     """A PostgreSQL server in a temporary directory that the tests own, stop and restart.
 
-    It listens on a unix socket in its directory and on no TCP port, trusts every local
-    connection, and runs with `fsync=off`: the tests stop it cleanly or kill it, and the
-    operating system never crashes under it, so committed rows survive both.
+    It listens on a unix socket in its directory and on no TCP port, and trusts every local
+    connection. It runs with `fsync=off`, which loses committed rows only when the operating
+    system crashes. Tests stop the server cleanly or kill it, and committed rows survive both.
 
     Args:
         bin_dir: Directory with `initdb`, `pg_ctl` and `postgres`; `find_postgres_bin()` by
@@ -295,7 +296,7 @@ def shared_postgres_dsn() -> str:
     `LocalPostgres`, which stops when the process exits.
 
     Raises:
-        PostgresUnavailable: if no server can be started; the message says why.
+        PostgresUnavailable: if no server can be started; the message gives the reason.
     """
     configured = os.environ.get(DSN_ENV)
     if configured:

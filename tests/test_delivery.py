@@ -45,8 +45,7 @@ class HangingSink:
         self.records: list[UsageRecord] = []
 
     async def write(self, records: Sequence[UsageRecord]) -> None:
-        while not self.release.is_set():
-            await anyio.sleep(0.01)
+        await anyio.to_thread.run_sync(self.release.wait, abandon_on_cancel=True)
         self.records.extend(records)
 
     async def aclose(self) -> None:
@@ -186,7 +185,9 @@ def test_metering_after_shutdown_restarts(memory_sink: MemorySink) -> None:
 def test_configure_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="invalid sink URL 'ftp://x'"):
         tokenmeter.configure(sink="ftp://x")
-    with pytest.raises(ValueError, match=r"configure\(batch_size=...\) got 0; expected an int greater than zero"):
+    with pytest.raises(
+        ValueError, match=r"configure\(batch_size=...\) got 0; expected an int greater than zero"
+    ):
         tokenmeter.configure(batch_size=0)
     with pytest.raises(ValueError, match=r"configure\(sink=...\) got 42"):
         tokenmeter.configure(sink=42)
@@ -195,7 +196,7 @@ def test_configure_rejects_bad_arguments() -> None:
 
 
 def test_configure_masks_password_in_errors() -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="invalid sink URL") as caught:
         tokenmeter.configure(sink="ftp://user:hunter2@example.invalid/db")
 
     assert "hunter2" not in str(caught.value)
@@ -209,7 +210,9 @@ def test_disabled_meters_nothing(memory_sink: MemorySink) -> None:
     assert memory_sink.records == []
 
 
-def run_script(code: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_script(
+    code: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **env}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -322,3 +325,36 @@ def test_stats_count_produced(memory_sink: MemorySink) -> None:
     assert stats.produced == 10
     assert stats.delivered == 10
     assert stats.dropped == 0
+
+
+def test_unwritable_env_sink_falls_back_to_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.chdir(tmp_path)
+    result = run_script(
+        """
+        from tokenmeter import Usage, meter
+        with meter(agent="fallback", model="gpt-4o") as m:
+            m.add(Usage(7, 1))
+        """,
+        {
+            "TOKENMETER_SINK": f"jsonl:{blocker}/usage.jsonl",
+            "TOKENMETER_SPOOL_DIR": str(tmp_path / "spool"),
+        },
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "TOKENMETER_SINK" in result.stderr
+    assert "jsonl:./tokenmeter.jsonl" in result.stderr
+    [record] = tokenmeter.read_jsonl(tmp_path / "tokenmeter.jsonl")
+    assert record.agent == "fallback"
+
+
+def test_configure_rejects_unwritable_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    with pytest.raises(ValueError, match="invalid sink URL"):
+        tokenmeter.configure(sink=f"jsonl:{blocker}/usage.jsonl")

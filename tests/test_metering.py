@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import tokenmeter
@@ -34,7 +35,9 @@ XAI_REASONING = {
     "id": "chatcmpl-1",
     "object": "chat.completion",
     "model": "grok-3-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
     "usage": {
         "prompt_tokens": 200,
         "completion_tokens": 50,
@@ -174,7 +177,13 @@ def test_agent_turn_without_usage_is_unmeasured(memory_sink: MemorySink) -> None
 def test_usage_null_is_unknown_not_zero(memory_sink: MemorySink) -> None:
     @metered_turn(provider="openai")
     def step() -> dict[str, Any]:
-        return {"id": "resp_1", "object": "response", "status": "queued", "model": "gpt-4o", "usage": None}
+        return {
+            "id": "resp_1",
+            "object": "response",
+            "status": "queued",
+            "model": "gpt-4o",
+            "usage": None,
+        }
 
     step()
     [record] = records_of(memory_sink)
@@ -185,7 +194,9 @@ def test_usage_null_is_unknown_not_zero(memory_sink: MemorySink) -> None:
     assert record.cost_usd is None
 
 
-def test_unknown_shape_warns_and_records(memory_sink: MemorySink, caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_shape_warns_and_records(
+    memory_sink: MemorySink, caplog: pytest.LogCaptureFixture
+) -> None:
     class Weird:
         pass
 
@@ -201,7 +212,9 @@ def test_unknown_shape_warns_and_records(memory_sink: MemorySink, caplog: pytest
     assert "Weird" in caplog.text
 
 
-def test_negative_usage_warns_and_records(memory_sink: MemorySink, caplog: pytest.LogCaptureFixture) -> None:
+def test_negative_usage_warns_and_records(
+    memory_sink: MemorySink, caplog: pytest.LogCaptureFixture
+) -> None:
     @metered_turn(provider="openai")
     def step() -> dict[str, Any]:
         return openai_chat(-5, 3)
@@ -254,9 +267,13 @@ def test_meter_prices_each_model(memory_sink: MemorySink) -> None:
 
 
 def test_meter_error_status_and_reraise(memory_sink: MemorySink) -> None:
-    with pytest.raises(KeyError), meter(agent="bot") as m:
-        m.add(openai_chat(10, 1))
-        raise KeyError("boom")
+    def run() -> None:
+        with meter(agent="bot") as m:
+            m.add(openai_chat(10, 1))
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        run()
     [record] = records_of(memory_sink)
 
     assert record.status == "error"
@@ -311,7 +328,7 @@ def test_separate_turns_get_separate_runs(memory_sink: MemorySink) -> None:
 
 async def test_async_meter_under_anyio(memory_sink: MemorySink, anyio_backend: str) -> None:
     async with meter(agent="async-bot", model="gpt-4o") as m:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         m.add(Usage(7, 0))
     assert await tokenmeter.aflush(timeout=10)
     [record] = memory_sink.records
@@ -323,7 +340,7 @@ async def test_async_meter_under_anyio(memory_sink: MemorySink, anyio_backend: s
 async def test_trio_and_asyncio_steps(memory_sink: MemorySink, anyio_backend: str) -> None:
     @metered_turn(agent="any", model="gpt-4o")
     async def step() -> Usage:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return Usage(7, 0)
 
     async with anyio.create_task_group() as tasks:

@@ -406,6 +406,17 @@ def test_read_dispatches_by_url(jsonl_path: Path, sqlite_url: str, postgres_url:
     assert read(postgres_url, agent="coder") == [RECORDS[1], RECORDS[4]]
 
 
+def test_read_default_jsonl(
+    jsonl_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    jsonl_path.rename(tmp_path / "tokenmeter.jsonl")
+    monkeypatch.chdir(tmp_path)
+
+    assert read("jsonl") == RECORDS
+    assert read("jsonl:") == RECORDS
+    assert read_jsonl() == RECORDS
+
+
 @pytest.mark.parametrize("url", ["stdout", "stdout:json", "none"])
 def test_read_unreadable_sink_raises(url: str) -> None:
     with pytest.raises(ValueError, match="keeps no records to read back"):

@@ -10,7 +10,16 @@ from tokenmeter.delivery import DeliveryStats, SinkStats
 from tokenmeter.extract import extract_stream_usage, extract_usage
 from tokenmeter.metering import Meter, meter, metered_turn
 from tokenmeter.pricing import estimate_cost
-from tokenmeter.reading import read, read_jsonl, read_sqlite, to_pandas
+from tokenmeter.reading import (
+    iter_jsonl,
+    read,
+    read_jsonl,
+    read_jsonl_df,
+    read_postgres,
+    read_sqlite,
+    to_pandas,
+    to_polars,
+)
 from tokenmeter.records import Cost, ModelUsage, UsageRecord
 from tokenmeter.sinks import Sink, open_sink
 from tokenmeter.streams import metered_stream
@@ -35,14 +44,18 @@ __all__ = [
     "extract_stream_usage",
     "extract_usage",
     "flush",
+    "iter_jsonl",
     "meter",
     "metered_stream",
     "metered_turn",
     "open_sink",
     "read",
     "read_jsonl",
+    "read_jsonl_df",
+    "read_postgres",
     "read_sqlite",
     "shutdown",
     "stats",
     "to_pandas",
+    "to_polars",
 ]

@@ -44,13 +44,13 @@ def _check_sinks(sink: Any) -> tuple[Any, ...]:
     for spec in specs:
         if isinstance(spec, str):
             try:
-                opened = open_sink(spec)
-            except ValueError as error:
+                # Opening is lazy: this validates the URL and checks that a file sink's
+                # directory is writable, without creating anything.
+                open_sink(spec, check=True)
+            except (ValueError, OSError) as error:
                 raise ValueError(
                     f"configure(sink=...) got an invalid sink URL {mask_url(spec)!r}: {error}"
                 ) from None
-            # Opening is lazy (no I/O until the first write); this only validated the URL.
-            del opened
             checked.append(spec.strip())
         elif isinstance(spec, Sink):
             checked.append(spec)
@@ -69,8 +69,8 @@ def _check_positive(name: str, value: Any, kind: type, *, allow_zero: bool = Fal
     if not valid_type or value < 0 or (value == 0 and not allow_zero) or value != value:
         bound = "zero or more" if allow_zero else "greater than zero"
         raise ValueError(
-            f"configure({name}=...) got {value!r}; expected {'an int' if kind is int else 'a number'} "
-            f"{bound}"
+            f"configure({name}=...) got {value!r}; "
+            f"expected {'an int' if kind is int else 'a number'} {bound}"
         )
     return value
 
@@ -154,7 +154,7 @@ def flush(timeout: float | None = None) -> bool:
     return get_engine().flush(timeout)
 
 
-async def aflush(timeout: float | None = None) -> bool:
+async def aflush(timeout: float | None = None) -> bool:  # noqa: ASYNC109 - mirrors flush()
     """Like `flush()`, awaited without blocking the event loop (asyncio or trio)."""
     engine = get_engine()
     return await anyio.to_thread.run_sync(engine.flush, timeout, abandon_on_cancel=True)

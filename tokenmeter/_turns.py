@@ -11,16 +11,107 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from tokenmeter._logging import RateLimitedLog
+from tokenmeter.extract import MalformedUsage, UnrecognizedResponse, read_response
 from tokenmeter.pricing import estimate_cost
-from tokenmeter.records import SCHEMA_VERSION, Cost, ModelUsage, UsageRecord
+from tokenmeter.records import (
+    SCHEMA_VERSION,
+    Cost,
+    UsageRecord,
+    trusted_model_usage,
+    trusted_record,
+)
 from tokenmeter.usage import Usage
 
-__all__ = ["Round", "TurnEvent", "build_record", "new_id"]
+__all__ = [
+    "Deferred",
+    "Round",
+    "TurnEvent",
+    "TurnOptions",
+    "build_record",
+    "new_id",
+    "read_round",
+    "resolve",
+]
 
 logger = logging.getLogger("tokenmeter")
 
-Round = tuple[Usage | None, str | None, str | None]
-"""One LLM call of a turn: its usage (None when the response reported none), model, provider."""
+
+class Deferred:
+    """A response whose usage is read later, on the delivery thread, to keep callers fast."""
+
+    __slots__ = ("obj", "provider")
+
+    def __init__(self, obj: object, provider: str | None) -> None:
+        self.obj = obj
+        self.provider = provider
+
+
+Round = tuple[Usage | Deferred | None, str | None, str | None]
+"""One LLM call of a turn: its usage (None when the response reported none, `Deferred` while
+unread), and the model and provider named explicitly for it, if any."""
+
+_metering_logger = logging.getLogger("tokenmeter.metering")
+_limited = RateLimitedLog(_metering_logger)
+
+
+def read_round(
+    obj: object, model: str | None, provider: str | None
+) -> tuple[Usage | None, str | None, str | None]:
+    """Read one round's usage, model and provider; on failure, log and return no usage.
+
+    `model` and `provider` are the ones named explicitly for the round; they win over what
+    the response says. `provider` also tells the reader how to interpret the counts.
+    """
+    if type(obj) is Usage:
+        return (obj, model, provider)
+    try:
+        reading = read_response(obj, provider)
+    except UnrecognizedResponse:
+        _limited.once(
+            logging.WARNING,
+            ("unrecognized", type(obj)),
+            "tokenmeter: cannot read token usage from a %s.%s; the round is recorded as "
+            "unmeasured. Return an AgentTurn(output, usage=Usage(...)) or a provider response, "
+            "or pass provider= if the response comes from a known provider",
+            type(obj).__module__,
+            type(obj).__qualname__,
+        )
+        return (None, model, provider)
+    except MalformedUsage as error:
+        _limited.log(
+            logging.WARNING,
+            ("malformed", type(obj)),
+            "tokenmeter: invalid usage in a %s: %s; the round is recorded as unmeasured",
+            type(obj).__qualname__,
+            error,
+        )
+        return (None, model, provider)
+    except Exception as error:
+        _limited.log(
+            logging.ERROR,
+            ("extract-bug", type(obj)),
+            "tokenmeter: reading usage from a %s failed: %r; the round is recorded as unmeasured",
+            type(obj).__qualname__,
+            error,
+        )
+        return (None, model, provider)
+    return (reading.usage, model or reading.model, provider or reading.provider)
+
+
+def resolve(
+    round_: Round, default_model: str | None, default_provider: str | None
+) -> tuple[Usage | None, str | None, str | None]:
+    """Return a round's usage, model and provider, reading a deferred response first.
+
+    Precedence: what was named for the round, then what the response names, then the
+    defaults of the decorator or meter.
+    """
+    usage, model, provider = round_
+    if type(usage) is Deferred:
+        usage, model, provider = read_round(usage.obj, model, usage.provider or provider)
+    return (usage, model or default_model, provider or default_provider)  # type: ignore[return-value]
+
 
 # Record ids are UUIDv8: 64 random bits per process (redrawn after fork) and a counter, so a
 # caller pays one addition for an id instead of the 2 µs of uuid4().
@@ -46,24 +137,41 @@ def new_id() -> int:
     return _prefix | next(_counter)
 
 
+class TurnOptions:
+    """What a decorator or meter was configured with, shared by all its turns."""
+
+    __slots__ = ("agent", "metadata", "model", "name", "provider", "tags")
+
+    def __init__(
+        self,
+        name: str | None,
+        agent: str | None,
+        model: str | None,
+        provider: str | None,
+        tags: tuple[str, ...],
+        metadata: dict[str, Any] | None,
+    ) -> None:
+        self.name = name
+        self.agent = agent
+        self.model = model
+        self.provider = provider
+        self.tags = tags
+        self.metadata = metadata
+
+
 class TurnEvent:
     """What the caller hands to the delivery thread: raw counts, no pricing, no validation."""
 
     __slots__ = (
-        "agent",
         "duration_ns",
         "error_type",
         "id",
-        "metadata",
-        "model",
-        "name",
+        "options",
         "parent_id",
-        "provider",
         "rounds",
         "run_id",
         "started_ns",
         "status",
-        "tags",
     )
 
     def __init__(
@@ -71,12 +179,7 @@ class TurnEvent:
         id: int,
         run_id: int,
         parent_id: int | None,
-        name: str | None,
-        agent: str | None,
-        model: str | None,
-        provider: str | None,
-        tags: tuple[str, ...],
-        metadata: dict[str, Any] | None,
+        options: TurnOptions,
         started_ns: int,
         duration_ns: int,
         status: str,
@@ -86,12 +189,7 @@ class TurnEvent:
         self.id = id
         self.run_id = run_id
         self.parent_id = parent_id
-        self.name = name
-        self.agent = agent
-        self.model = model
-        self.provider = provider
-        self.tags = tags
-        self.metadata = metadata
+        self.options = options
         self.started_ns = started_ns
         self.duration_ns = duration_ns
         self.status = status
@@ -99,10 +197,12 @@ class TurnEvent:
         self.rounds = rounds
 
 
-def _price_round(usage: Usage, model: str | None, provider: str | None) -> Cost | None:
+def _price_round(
+    usage: Usage, model: str | None, provider: str | None, at: datetime
+) -> Cost | None:
     if model is None:
         return None
-    return estimate_cost(usage, model, provider)
+    return estimate_cost(usage, model, provider, at=at)
 
 
 class _ModelTotals:
@@ -117,6 +217,9 @@ class _ModelTotals:
 
 def build_record(event: TurnEvent) -> UsageRecord:
     """Price each round of `event` with its own model and sum them into one record."""
+    options = event.options
+    # Prices are taken for the time the turn started, not for when delivery caught up.
+    started = datetime.fromtimestamp(event.started_ns / 1e9, tz=UTC)
     totals: dict[tuple[str | None, str | None], _ModelTotals] = {}
     turn_usage: Usage | None = None
     turn_cost = Decimal(0)
@@ -124,9 +227,8 @@ def build_record(event: TurnEvent) -> UsageRecord:
     unpriced = 0
     sources: set[str] = set()
 
-    for usage, model, provider in event.rounds:
-        model = model or event.model
-        provider = provider or event.provider
+    for round_ in event.rounds:
+        usage, model, provider = resolve(round_, options.model, options.provider)
         per_model = totals.setdefault((model, provider), _ModelTotals())
         per_model.rounds += 1
         if usage is None:
@@ -135,7 +237,7 @@ def build_record(event: TurnEvent) -> UsageRecord:
 
         per_model.usage = usage if per_model.usage is None else per_model.usage + usage
         turn_usage = usage if turn_usage is None else turn_usage + usage
-        cost = _price_round(usage, model, provider)
+        cost = _price_round(usage, model, provider, started)
         if cost is None:
             per_model.priced = False
             unpriced += 1
@@ -155,52 +257,59 @@ def build_record(event: TurnEvent) -> UsageRecord:
     else:
         price_status = "unpriced"
 
-    # model_construct skips validation: every value here comes from validated Usage objects
+    # Trusted construction skips validation: every value comes from validated Usage objects
     # and the price table, and validation would double the delivery thread's work per record.
-    by_model = [
-        ModelUsage.model_construct(
-            model=model,
-            provider=provider,
-            rounds=item.rounds,
-            input_tokens=item.usage.input_tokens if item.usage else 0,
-            cache_read_tokens=item.usage.cache_read_tokens if item.usage else 0,
-            cache_write_tokens=item.usage.cache_write_tokens if item.usage else 0,
-            output_tokens=item.usage.output_tokens if item.usage else 0,
-            reasoning_tokens=item.usage.reasoning_tokens if item.usage else 0,
-            details=dict(item.usage.details) if item.usage else {},
-            cost_usd=item.cost if item.priced and item.usage is not None else None,
+    by_model = []
+    for (model, provider), item in totals.items():
+        usage = item.usage
+        by_model.append(
+            trusted_model_usage(
+                {
+                    "model": model,
+                    "provider": provider,
+                    "rounds": item.rounds,
+                    "input_tokens": usage.input_tokens if usage else 0,
+                    "cache_read_tokens": usage.cache_read_tokens if usage else 0,
+                    "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+                    "output_tokens": usage.output_tokens if usage else 0,
+                    "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+                    "details": dict(usage.details) if usage else {},
+                    "cost_usd": item.cost if item.priced and usage is not None else None,
+                }
+            )
         )
-        for (model, provider), item in totals.items()
-    ]
     main_model, main_provider = _main_model(totals, event)
+    measured_usage = turn_usage is not None
 
-    return UsageRecord.model_construct(
-        id=UUID(int=event.id),
-        timestamp=datetime.fromtimestamp(event.started_ns / 1e9, tz=UTC),
-        duration_ms=event.duration_ns / 1e6,
-        run_id=UUID(int=event.run_id),
-        parent_id=None if event.parent_id is None else UUID(int=event.parent_id),
-        agent=event.agent,
-        name=event.name,
-        model=main_model,
-        provider=main_provider,
-        status=event.status,  # type: ignore[arg-type]
-        error_type=event.error_type,
-        rounds=len(event.rounds),
-        unmeasured_rounds=unmeasured,
-        input_tokens=turn_usage.input_tokens if turn_usage else None,
-        cache_read_tokens=turn_usage.cache_read_tokens if turn_usage else None,
-        cache_write_tokens=turn_usage.cache_write_tokens if turn_usage else None,
-        output_tokens=turn_usage.output_tokens if turn_usage else None,
-        reasoning_tokens=turn_usage.reasoning_tokens if turn_usage else None,
-        details=dict(turn_usage.details) if turn_usage else {},
-        cost_usd=turn_cost if price_status == "priced" else None,
-        price_status=price_status,  # type: ignore[arg-type]
-        price_source="; ".join(sorted(sources)) or None,
-        by_model=by_model,
-        tags=list(event.tags),
-        metadata=event.metadata or {},
-        schema_version=SCHEMA_VERSION,
+    return trusted_record(
+        {
+            "id": UUID(int=event.id),
+            "timestamp": started,
+            "duration_ms": event.duration_ns / 1e6,
+            "run_id": UUID(int=event.run_id),
+            "parent_id": None if event.parent_id is None else UUID(int=event.parent_id),
+            "agent": options.agent,
+            "name": options.name,
+            "model": main_model,
+            "provider": main_provider,
+            "status": event.status,
+            "error_type": event.error_type,
+            "rounds": len(event.rounds),
+            "unmeasured_rounds": unmeasured,
+            "input_tokens": turn_usage.input_tokens if turn_usage else None,
+            "cache_read_tokens": turn_usage.cache_read_tokens if turn_usage else None,
+            "cache_write_tokens": turn_usage.cache_write_tokens if turn_usage else None,
+            "output_tokens": turn_usage.output_tokens if turn_usage else None,
+            "reasoning_tokens": turn_usage.reasoning_tokens if turn_usage else None,
+            "details": dict(turn_usage.details) if measured_usage and turn_usage else {},
+            "cost_usd": turn_cost if price_status == "priced" else None,
+            "price_status": price_status,
+            "price_source": "; ".join(sorted(sources)) or None,
+            "by_model": by_model,
+            "tags": list(options.tags),
+            "metadata": dict(options.metadata) if options.metadata else {},
+            "schema_version": SCHEMA_VERSION,
+        }
     )
 
 
@@ -208,7 +317,7 @@ def _main_model(
     totals: dict[tuple[str | None, str | None], _ModelTotals], event: TurnEvent
 ) -> tuple[str | None, str | None]:
     if not totals:
-        return event.model, event.provider
+        return event.options.model, event.options.provider
     # The model that served the most rounds names the turn; the first one wins a tie.
     (model, provider), _ = max(totals.items(), key=lambda item: item[1].rounds)
     return model, provider

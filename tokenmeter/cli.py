@@ -1,4 +1,4 @@
-"""The `tokenmeter` command: `demo`, `report` and `replay`."""
+"""The `tokenmeter` command: `demo`, `report`, `prices` and `replay`."""
 
 from __future__ import annotations
 
@@ -29,10 +29,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return run_replay(args)
 
 
+def _cmd_prices(args: argparse.Namespace) -> int:
+    from tokenmeter.pricing import describe_prices
+
+    print(describe_prices(args.model, args.provider))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenmeter",
-        description="Meter what LLM agents cost: run the demo, report spend, replay the spool.",
+        description=(
+            "Meter what LLM agents cost: run the demo, report spend, show prices, replay the spool."
+        ),
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-v INFO, -vv DEBUG)"
@@ -67,18 +76,37 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--by",
         default="agent,model",
-        help="comma-separated grouping: agent, model, provider, tag, day, status (default: agent,model)",
+        help="comma-separated grouping: agent, model, provider, tag, day, status "
+        "(default: agent,model)",
     )
-    report.add_argument("--since", help="only records at or after this time: ISO date/time or 7d, 12h, 30m")
-    report.add_argument("--until", help="only records before this time: ISO date/time or 7d, 12h, 30m")
+    report.add_argument(
+        "--since", help="only records at or after this time: ISO date/time or 7d, 12h, 30m"
+    )
+    report.add_argument(
+        "--until", help="only records before this time: ISO date/time or 7d, 12h, 30m"
+    )
     report.add_argument("--agent", help="only this agent")
     report.add_argument("--model", help="only this model")
     report.add_argument("--tag", action="append", help="only records with this tag (repeatable)")
     report.add_argument(
         "--format", choices=("table", "json", "csv"), default="table", help="output format"
     )
-    report.add_argument("--chart", type=Path, help="also draw cost over time to FILE.png or FILE.html")
+    report.add_argument(
+        "--chart", type=Path, help="also draw cost over time to FILE.png or FILE.html"
+    )
     report.set_defaults(handler=_cmd_report)
+
+    prices = commands.add_parser(
+        "prices",
+        help="print the rates that apply to a model and where they come from",
+        description=(
+            "Print the per-million-token rates, tiers and fees tokenmeter would use for MODEL, "
+            "from the price overrides (TOKENMETER_PRICES) or the genai-prices table."
+        ),
+    )
+    prices.add_argument("model", help="model id as your code passes it, e.g. claude-sonnet-4-5")
+    prices.add_argument("--provider", help="provider id or alias, e.g. anthropic, bedrock, xai")
+    prices.set_defaults(handler=_cmd_prices)
 
     replay = commands.add_parser(
         "replay",
@@ -90,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     replay.add_argument("sinks", nargs="*", help="sink URLs whose spool to replay")
-    replay.add_argument("--spool-dir", type=Path, help="spool directory (default: TOKENMETER_SPOOL_DIR)")
+    replay.add_argument(
+        "--spool-dir", type=Path, help="spool directory (default: TOKENMETER_SPOOL_DIR)"
+    )
     replay.add_argument("--list", action="store_true", help="only list what is spooled")
     replay.set_defaults(handler=_cmd_replay)
     return parser

@@ -39,7 +39,7 @@ class Settings:
     flush_interval_s: float = 1.0
     """Longest time a record waits for its batch to fill. `TOKENMETER_FLUSH_INTERVAL`."""
     flush_timeout_s: float = 5.0
-    """Longest time the exit handler waits for delivery before spooling. `TOKENMETER_FLUSH_TIMEOUT`."""
+    """Longest wait for delivery at exit before spooling. `TOKENMETER_FLUSH_TIMEOUT`."""
     max_queue: int = 100_000
     """Records held in memory per sink before the oldest go to the spool. `TOKENMETER_MAX_QUEUE`."""
     retry_attempts: int = 5

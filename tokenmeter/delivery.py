@@ -1,7 +1,7 @@
 """The delivery engine: one background thread that prices, batches, retries and spools records.
 
 Callers append `TurnEvent`s to a deque and return. The delivery thread runs its own asyncio
-event loop (sinks such as aiosqlite and asyncpg need asyncio), turns events into priced
+event loop (asyncio, because sinks such as asyncpg and aiosqlite need it), turns events into priced
 `UsageRecord`s, and gives each sink its own worker task, so a hanging sink delays no other.
 A batch that exhausts its retries, or that does not fit in memory, goes to the local spool
 and is replayed once its sink takes writes again.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import hashlib
 import logging
 import os
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import anyio.lowlevel
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -116,7 +119,9 @@ def _spool_key(spec: Any, sink: Sink) -> str:
     if isinstance(spec, str):
         ident = spec
     else:
-        ident = getattr(sink, "spool_key", None) or f"{type(sink).__module__}.{type(sink).__qualname__}"
+        ident = (
+            getattr(sink, "spool_key", None) or f"{type(sink).__module__}.{type(sink).__qualname__}"
+        )
     return hashlib.sha256(str(ident).encode()).hexdigest()[:16]
 
 
@@ -142,7 +147,6 @@ class Engine:
         self._abort = False
         self._channels: list[_Channel] = []
         self._drained = 0
-        self._built = 0
         self._build_errors = 0
         self._flush_waiters: list[tuple[int, threading.Event]] = []
         self._wake_threshold = settings.batch_size
@@ -234,9 +238,10 @@ class Engine:
         return done.wait(timeout)
 
     def _add_flush_waiter(self, done: threading.Event) -> None:
-        self._drain()
-        self._flush_waiters.append((self._built, done))
+        # The target counts turns: everything queued before this flush request arrived.
+        self._flush_waiters.append((self._drained + len(self._queue), done))
         self._check_flush_waiters()
+        self._set_wake()
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is pending within `timeout` seconds, spool the rest, close the sinks.
@@ -256,10 +261,9 @@ class Engine:
         if loop is not None:
             self._stopping = True
             self._abort = not delivered_in_time
-            try:
+            # RuntimeError: the loop already closed, so there is nothing left to stop.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._stop_soon)
-            except RuntimeError:
-                pass
         # Spooling what is left needs a moment even when the flush timed out.
         grace = max(1.0, timeout - (time.monotonic() - started))
         stopped = self._stopped.wait(grace)
@@ -350,9 +354,7 @@ class Engine:
             try:
                 await channel.sink.aclose()
             except Exception as error:
-                logger.warning(
-                    "tokenmeter: closing sink %s failed: %r", channel.label, error
-                )
+                logger.warning("tokenmeter: closing sink %s failed: %r", channel.label, error)
 
     def _open_channels(self) -> list[_Channel]:
         from tokenmeter.sinks import open_sink
@@ -360,8 +362,8 @@ class Engine:
         channels: list[_Channel] = []
         for spec in self.settings.sink:
             try:
-                sink = open_sink(spec) if isinstance(spec, str) else spec
-            except Exception as error:
+                sink = open_sink(spec, check=True) if isinstance(spec, str) else spec
+            except (ValueError, ImportError, OSError) as error:
                 # configure() validates URLs up front; this is reached from TOKENMETER_SINK.
                 from tokenmeter.sinks.urls import mask_url
 
@@ -388,28 +390,39 @@ class Engine:
             self._wake_event = asyncio.Event()
             self._wake_requested = False
 
-            self._drain()
-            self._check_flush_waiters()
+            await self._drain_all()
             if self._stopping:
                 break
-            # Let the workers run before draining again when the caller produces fast.
-            await anyio.sleep(0)
 
-        self._drain()
+        await self._drain_all()
         for channel in self._channels:
             channel.wake.set()
 
-    def _drain(self) -> None:
-        """Move every queued turn, as a priced record, to each sink's pending queue."""
+    async def _drain_all(self) -> None:
+        # Chunks keep the loop responsive: sink workers write while a burst is being priced.
+        while self._drain(_DRAIN_CHUNK):
+            self._check_flush_waiters()
+            await anyio.lowlevel.checkpoint()
+        self._check_flush_waiters()
+
+    def _drain(self, limit: int | None = None) -> int:
+        """Move up to `limit` queued turns, as priced records, to each sink's pending queue.
+
+        Returns how many turns were taken from the queue.
+        """
         queue = self._queue
         records: list[UsageRecord] = []
-        while queue:
+        taken = 0
+        while queue and (limit is None or taken < limit):
             event = queue.popleft()
-            self._drained += 1
+            taken += 1
             try:
                 records.append(build_record(event))
             except Exception:
                 self._build_errors += 1
+                # A turn that cannot become a record counts as settled, so flush() ends.
+                for channel in self._channels:
+                    channel.settled += 1
                 _limited.log(
                     logging.ERROR,
                     "build",
@@ -418,13 +431,13 @@ class Engine:
                     exc_info=None,
                 )
                 logger.debug("record build failure", exc_info=True)
-        if not records:
-            return
-        self._built += len(records)
-        for channel in self._channels:
-            channel.pending.extend(records)
-            self._spill_overflow(channel)
-            channel.wake.set()
+        self._drained += taken
+        if records:
+            for channel in self._channels:
+                channel.pending.extend(records)
+                self._spill_overflow(channel)
+                channel.wake.set()
+        return taken
 
     def _spill_overflow(self, channel: _Channel) -> None:
         overflow = len(channel.pending) - self.settings.max_queue
@@ -443,7 +456,7 @@ class Engine:
     def _check_flush_waiters(self) -> None:
         if not self._flush_waiters:
             return
-        settled = min((c.settled for c in self._channels), default=self._built)
+        settled = min((c.settled for c in self._channels), default=self._drained)
         remaining = []
         for target, done in self._flush_waiters:
             if settled >= target:
@@ -589,6 +602,7 @@ class Engine:
 
 
 _background_tasks: set[asyncio.Task[Any]] = set()
+_DRAIN_CHUNK = 500
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()

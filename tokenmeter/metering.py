@@ -7,6 +7,7 @@ I/O happen on the delivery thread.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -20,13 +21,10 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from tokenmeter import _turns
 from tokenmeter._logging import RateLimitedLog
-from tokenmeter._turns import Round, TurnEvent
+from tokenmeter._turns import Deferred, Round, TurnEvent, TurnOptions, read_round, resolve
 from tokenmeter.delivery import get_engine
 from tokenmeter.extract import (
-    MalformedUsage,
     StreamReader,
-    UnrecognizedResponse,
-    read_response,
     stream_reader,
 )
 from tokenmeter.records import Cost
@@ -56,54 +54,24 @@ def _normalize_tags(tags: Iterable[str] | Mapping[str, Any] | None) -> tuple[str
     return tuple(str(tag) for tag in tags)
 
 
-def _read_round(obj: object, model: str | None, provider: str | None) -> Round:
-    """Read one round's usage; on any failure, log and return an unmeasured round."""
-    if type(obj) is Usage:
-        return (obj, model, provider)
-    try:
-        reading = read_response(obj, provider)
-    except UnrecognizedResponse:
-        _limited.once(
-            logging.WARNING,
-            ("unrecognized", type(obj)),
-            "tokenmeter: cannot read token usage from a %s.%s; the round is recorded as "
-            "unmeasured. Return an AgentTurn(output, usage=Usage(...)) or a provider response, "
-            "or pass provider= if the response comes from a known provider",
-            type(obj).__module__,
-            type(obj).__qualname__,
-        )
-        return (None, model, provider)
-    except MalformedUsage as error:
-        _limited.log(
-            logging.WARNING,
-            ("malformed", type(obj)),
-            "tokenmeter: invalid usage in a %s: %s; the round is recorded as unmeasured",
-            type(obj).__qualname__,
-            error,
-        )
-        return (None, model, provider)
-    except Exception as error:
-        _limited.log(
-            logging.ERROR,
-            ("extract-bug", type(obj)),
-            "tokenmeter: reading usage from a %s failed: %r; the round is recorded as "
-            "unmeasured",
-            type(obj).__qualname__,
-            error,
-        )
-        return (None, model, provider)
-    return (reading.usage, model or reading.model, provider or reading.provider)
-
-
 def _rounds_from_result(result: object, provider: str | None) -> list[Round]:
-    """The rounds a step's return value reports: none, one, or those of an `AgentTurn`."""
+    """The rounds a step's return value reports: none, or one, read later (`Deferred`).
+
+    Reading a response costs a few microseconds, so the caller only keeps a reference and
+    the delivery thread reads it (or `Meter.usage`, when asked for a running total).
+    """
     if result is None:
         return []
     if isinstance(result, AgentTurn):
-        if result.usage is None:
+        usage = result.usage
+        if usage is None:
             return []
-        return [_read_round(result.usage, result.model, result.provider or provider)]
-    return [_read_round(result, None, provider)]
+        if type(usage) is Usage:
+            return [(usage, result.model, result.provider)]
+        return [(Deferred(usage, result.provider or provider), result.model, result.provider)]
+    if type(result) is Usage:
+        return [(result, None, None)]
+    return [(Deferred(result, provider), None, None)]
 
 
 def _status_of(error: BaseException) -> str:
@@ -113,24 +81,7 @@ def _status_of(error: BaseException) -> str:
     return "incomplete"
 
 
-class _StepOptions:
-    __slots__ = ("agent", "metadata", "model", "name", "provider", "tags")
-
-    def __init__(
-        self,
-        name: str | None,
-        agent: str | None,
-        model: str | None,
-        provider: str | None,
-        tags: tuple[str, ...],
-        metadata: dict[str, Any] | None,
-    ) -> None:
-        self.name = name
-        self.agent = agent
-        self.model = model
-        self.provider = provider
-        self.tags = tags
-        self.metadata = metadata
+_StepOptions = TurnOptions
 
 
 def _begin() -> tuple[int, int, int | None, Meter | None]:
@@ -158,12 +109,7 @@ def _emit(
             turn_id,
             run_id,
             parent_id,
-            options.name,
-            options.agent,
-            options.model,
-            options.provider,
-            options.tags,
-            options.metadata,
+            options,
             started_ns,
             time.time_ns() - started_ns,
             status,
@@ -193,12 +139,30 @@ def _wrap_sync(function: Callable[P, R], options: _StepOptions) -> Callable[P, R
             result = function(*args, **kwargs)
         except BaseException as error:
             _current.reset(token)
-            _emit(options, turn_id, run_id, parent_id, started_ns, _status_of(error),
-                  type(error).__name__, [], enclosing)
+            _emit(
+                options,
+                turn_id,
+                run_id,
+                parent_id,
+                started_ns,
+                _status_of(error),
+                type(error).__name__,
+                [],
+                enclosing,
+            )
             raise
         _current.reset(token)
-        _emit(options, turn_id, run_id, parent_id, started_ns, "ok", None,
-              _rounds_from_result(result, options.provider), enclosing)
+        _emit(
+            options,
+            turn_id,
+            run_id,
+            parent_id,
+            started_ns,
+            "ok",
+            None,
+            _rounds_from_result(result, options.provider),
+            enclosing,
+        )
         return result
 
     return wrapper
@@ -216,12 +180,30 @@ def _wrap_async(
             result = await function(*args, **kwargs)
         except BaseException as error:
             _current.reset(token)
-            _emit(options, turn_id, run_id, parent_id, started_ns, _status_of(error),
-                  type(error).__name__, [], enclosing)
+            _emit(
+                options,
+                turn_id,
+                run_id,
+                parent_id,
+                started_ns,
+                _status_of(error),
+                type(error).__name__,
+                [],
+                enclosing,
+            )
             raise
         _current.reset(token)
-        _emit(options, turn_id, run_id, parent_id, started_ns, "ok", None,
-              _rounds_from_result(result, options.provider), enclosing)
+        _emit(
+            options,
+            turn_id,
+            run_id,
+            parent_id,
+            started_ns,
+            "ok",
+            None,
+            _rounds_from_result(result, options.provider),
+            enclosing,
+        )
         return result
 
     return wrapper
@@ -262,7 +244,9 @@ class _ItemReader:
         try:
             reading = self._stream.finish()
         except Exception as error:
-            _limited.log(logging.ERROR, "stream-finish", "tokenmeter: reading a stream failed: %r", error)
+            _limited.log(
+                logging.ERROR, "stream-finish", "tokenmeter: reading a stream failed: %r", error
+            )
             return
         if reading.usage is not None:
             self._rounds.append((reading.usage, reading.model, self._provider or reading.provider))
@@ -299,7 +283,9 @@ class _Tap:
         self._generator.close()
 
 
-def _wrap_generator(function: Callable[P, Iterator[Any]], options: _StepOptions) -> Callable[P, Any]:
+def _wrap_generator(
+    function: Callable[P, Iterator[Any]], options: _StepOptions
+) -> Callable[P, Any]:
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         turn_id, run_id, parent_id, enclosing = _begin()
@@ -326,13 +312,24 @@ def _wrap_generator(function: Callable[P, Iterator[Any]], options: _StepOptions)
             reader.finish(None)
             raise
         finally:
-            _emit(options, turn_id, run_id, parent_id, started_ns, status, error_type,
-                  rounds, enclosing)
+            _emit(
+                options,
+                turn_id,
+                run_id,
+                parent_id,
+                started_ns,
+                status,
+                error_type,
+                rounds,
+                enclosing,
+            )
 
     return wrapper
 
 
-def _wrap_async_generator(function: Callable[P, AsyncIterator[Any]], options: _StepOptions) -> Callable[P, Any]:
+def _wrap_async_generator(
+    function: Callable[P, AsyncIterator[Any]], options: _StepOptions
+) -> Callable[P, Any]:
     @functools.wraps(function)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         turn_id, run_id, parent_id, enclosing = _begin()
@@ -376,8 +373,17 @@ def _wrap_async_generator(function: Callable[P, AsyncIterator[Any]], options: _S
             reader.finish(None)
             raise
         finally:
-            _emit(options, turn_id, run_id, parent_id, started_ns, status, error_type,
-                  rounds, enclosing)
+            _emit(
+                options,
+                turn_id,
+                run_id,
+                parent_id,
+                started_ns,
+                status,
+                error_type,
+                rounds,
+                enclosing,
+            )
 
     return wrapper
 
@@ -479,10 +485,15 @@ class Meter:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self._options = _StepOptions(
-            name, agent, model, provider, _normalize_tags(tags), dict(metadata) if metadata else None
+            name,
+            agent,
+            model,
+            provider,
+            _normalize_tags(tags),
+            dict(metadata) if metadata else None,
         )
         self._rounds: list[Round] = []
-        self._child_rounds: list[Round] = []
+        self._child_rounds: list[tuple[Round, str | None, str | None]] = []
         self._lock = threading.Lock()
         self._state = "new"
         self._id = 0
@@ -516,11 +527,11 @@ class Meter:
         provider = provider or self._options.provider
         if isinstance(response_or_usage, AgentTurn):
             rounds = _rounds_from_result(response_or_usage, provider)
-            round_ = rounds[0] if rounds else (None, model, provider)
+            round_ = resolve(rounds[0], None, None) if rounds else (None, model, provider)
             if model:
                 round_ = (round_[0], model, round_[2])
         else:
-            round_ = _read_round(response_or_usage, model, provider)
+            round_ = read_round(response_or_usage, model, provider)
 
         with self._lock:
             late = self._state == "closed"
@@ -534,23 +545,40 @@ class Meter:
                 "recorded as a separate turn",
                 self._options.name or self._options.agent,
             )
-            _emit(self._options, _turns.new_id(), self._run_id or _turns.new_id(), self._id or None,
-                  time.time_ns(), "ok", None, [round_], None)
+            _emit(
+                self._options,
+                _turns.new_id(),
+                self._run_id or _turns.new_id(),
+                self._id or None,
+                time.time_ns(),
+                "ok",
+                None,
+                [round_],
+                None,
+            )
         elif self._enclosing is not None:
             self._enclosing._add_child_rounds([round_], self._options.model, self._options.provider)
         return round_[0]
 
-    def _add_child_rounds(self, rounds: list[Round], model: str | None, provider: str | None) -> None:
-        resolved = [(usage, m or model, p or provider) for usage, m, p in rounds]
-        with self._lock:
-            self._child_rounds.extend(resolved)
-        if self._enclosing is not None:
-            self._enclosing._add_child_rounds(resolved, None, None)
+    def _add_child_rounds(
+        self, rounds: list[Round], model: str | None, provider: str | None
+    ) -> None:
+        entries = [(round_, model, provider) for round_ in rounds]
+        self._add_child_entries(entries)
 
-    def _all_rounds(self) -> list[Round]:
+    def _add_child_entries(self, entries: list[tuple[Round, str | None, str | None]]) -> None:
+        # Each entry keeps the defaults of the step or meter that produced it, because a
+        # response's own model must win over them when the round is finally read.
         with self._lock:
-            own = [(u, m or self._options.model, p or self._options.provider) for u, m, p in self._rounds]
-            return own + list(self._child_rounds)
+            self._child_rounds.extend(entries)
+        if self._enclosing is not None:
+            self._enclosing._add_child_entries(entries)
+
+    def _all_rounds(self) -> list[tuple[Usage | None, str | None, str | None]]:
+        with self._lock:
+            own = [(round_, self._options.model, self._options.provider) for round_ in self._rounds]
+            entries = own + list(self._child_rounds)
+        return [resolve(round_, model, provider) for round_, model, provider in entries]
 
     @property
     def usage(self) -> Usage:
@@ -602,19 +630,26 @@ class Meter:
         with self._lock:
             self._state = "closed"
             rounds = list(self._rounds)
-        try:
+        # ValueError: exited in another context than it was entered in (a different task);
+        # the context var goes back to its previous value when that context ends anyway.
+        with contextlib.suppress(ValueError):
             _current.reset(self._token)
-        except ValueError:
-            # Exited in another context than it was entered in (a different task); the
-            # context var goes back to its previous value when that context ends anyway.
-            pass
         if error is None:
             status, error_type = "ok", None
         else:
             status, error_type = _status_of(error), type(error).__name__
         # Children already told the enclosing meter about their own rounds.
-        _emit(self._options, self._id, self._run_id, self._parent_id, self._started_ns,
-              status, error_type, rounds, None)
+        _emit(
+            self._options,
+            self._id,
+            self._run_id,
+            self._parent_id,
+            self._started_ns,
+            status,
+            error_type,
+            rounds,
+            None,
+        )
 
     def __enter__(self) -> Meter:
         return self._enter()
@@ -667,4 +702,6 @@ def meter(
         tags: Labels to filter and group by; a mapping becomes `key:value` tags.
         metadata: JSON-serializable data stored with the record.
     """
-    return Meter(agent=agent, name=name, model=model, provider=provider, tags=tags, metadata=metadata)
+    return Meter(
+        agent=agent, name=name, model=model, provider=provider, tags=tags, metadata=metadata
+    )

@@ -26,6 +26,7 @@ from tokenmeter.sinks.urls import (
     ACCEPTED_FORMS,
     DEFAULT_JSONL_PATH,
     DEFAULT_TABLE,
+    is_jsonl_url,
     mask_url,
     parse_jsonl_url,
     parse_sqlite_url,
@@ -186,10 +187,9 @@ def _describe_line_numbers(numbers: list[int]) -> str:
 
 
 def _jsonl_path(path: str | os.PathLike[str]) -> Path:
-    text = os.fspath(path)
-    if sink_scheme(text) == "jsonl":
-        return parse_jsonl_url(text).path
-    return Path(text).expanduser()
+    if isinstance(path, str) and (path.strip().lower() == "jsonl" or sink_scheme(path) == "jsonl"):
+        return parse_jsonl_url(path).path
+    return Path(path).expanduser()
 
 
 def iter_jsonl(
@@ -457,7 +457,7 @@ def read(
         "tags": tags,
     }
 
-    if scheme == "jsonl" or (scheme is None and lowered.endswith(".jsonl")):
+    if is_jsonl_url(text):
         return read_jsonl(text, **filters)
     if scheme == "sqlite":
         return read_sqlite(text, **filters)

@@ -63,7 +63,10 @@ def run_replay(args: argparse.Namespace) -> int:
         delivered, failed = asyncio.run(replay_spool(url, spool_dir))
         from tokenmeter.sinks.urls import mask_url
 
-        print(f"{mask_url(url)}: replayed {delivered} records" + (", some batches failed" if failed else ""))
+        print(
+            f"{mask_url(url)}: replayed {delivered} records"
+            + (", some batches failed" if failed else "")
+        )
         if failed:
             status = 1
     return status

@@ -89,7 +89,9 @@ class ReportRow:
             self.unpriced_turns += 1
 
 
-def _record_keys(record: UsageRecord, by: Sequence[str], model: str | None, provider: str | None) -> Iterator[tuple[str, ...]]:
+def _record_keys(
+    record: UsageRecord, by: Sequence[str], model: str | None, provider: str | None
+) -> Iterator[tuple[str, ...]]:
     tags = record.tags or ["(untagged)"]
     keys: list[list[str]] = []
     for name in by:
@@ -107,11 +109,13 @@ def _record_keys(record: UsageRecord, by: Sequence[str], model: str | None, prov
             keys.append([record.status])
     combos: list[tuple[str, ...]] = [()]
     for options in keys:
-        combos = [combo + (option,) for combo in combos for option in options]
+        combos = [(*combo, option) for combo in combos for option in options]
     yield from combos
 
 
-def summarize(records: Iterable[UsageRecord], by: Sequence[str]) -> tuple[list[ReportRow], ReportRow]:
+def summarize(
+    records: Iterable[UsageRecord], by: Sequence[str]
+) -> tuple[list[ReportRow], ReportRow]:
     """Group records and total them; returns the rows, sorted by cost, and the grand total.
 
     Grouping by model or provider splits a turn that used several models into its per-model
@@ -120,7 +124,9 @@ def summarize(records: Iterable[UsageRecord], by: Sequence[str]) -> tuple[list[R
     """
     for name in by:
         if name not in GROUP_KEYS:
-            raise ValueError(f"invalid --by value {name!r}: expected some of {', '.join(GROUP_KEYS)}")
+            raise ValueError(
+                f"invalid --by value {name!r}: expected some of {', '.join(GROUP_KEYS)}"
+            )
     split_models = "model" in by or "provider" in by
     rows: dict[tuple[str, ...], ReportRow] = {}
     total = ReportRow(key=("total",))
@@ -129,8 +135,18 @@ def summarize(records: Iterable[UsageRecord], by: Sequence[str]) -> tuple[list[R
         total.add(record, tokens=record, cost=record.cost_usd, rounds=record.rounds)
         parts: list[tuple[Any, Decimal | None, str | None, str | None, int]]
         if split_models and record.by_model:
-            parts = [(part, part.cost_usd if part.input_tokens or part.output_tokens or part.cost_usd is not None else None,
-                      part.model, part.provider, part.rounds) for part in record.by_model]
+            parts = [
+                (
+                    part,
+                    part.cost_usd
+                    if part.input_tokens or part.output_tokens or part.cost_usd is not None
+                    else None,
+                    part.model,
+                    part.provider,
+                    part.rounds,
+                )
+                for part in record.by_model
+            ]
         else:
             parts = [(record, record.cost_usd, record.model, record.provider, record.rounds)]
         for tokens, cost, model, provider, rounds in parts:
@@ -195,7 +211,9 @@ def format_table(rows: Sequence[ReportRow], total: ReportRow, by: Sequence[str])
 
 
 def _row_dict(row: ReportRow, by: Sequence[str]) -> dict[str, Any]:
-    data: dict[str, Any] = dict(zip(by, row.key, strict=False)) if row.key != ("total",) else {"total": True}
+    data: dict[str, Any] = (
+        dict(zip(by, row.key, strict=False)) if row.key != ("total",) else {"total": True}
+    )
     data.update(
         turns=row.turns,
         rounds=row.rounds,
@@ -213,9 +231,19 @@ def _row_dict(row: ReportRow, by: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def write_report(rows: Sequence[ReportRow], total: ReportRow, by: Sequence[str], fmt: str, out: TextIO) -> None:
+def write_report(
+    rows: Sequence[ReportRow], total: ReportRow, by: Sequence[str], fmt: str, out: TextIO
+) -> None:
     if fmt == "json":
-        json.dump({"by": list(by), "rows": [_row_dict(r, by) for r in rows], "total": _row_dict(total, by)}, out, indent=2)
+        json.dump(
+            {
+                "by": list(by),
+                "rows": [_row_dict(r, by) for r in rows],
+                "total": _row_dict(total, by),
+            },
+            out,
+            indent=2,
+        )
         out.write("\n")
     elif fmt == "csv":
         buffer = io.StringIO()
@@ -237,17 +265,37 @@ def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     source = args.source
     if source is None:
         urls = [spec for spec in settings_from_env().sink if isinstance(spec, str)]
-        readable = [u for u in urls if u.startswith(("jsonl:", "sqlite:", "postgres")) or u.endswith(".jsonl")]
+        readable = [
+            u
+            for u in urls
+            if u.startswith(("jsonl:", "sqlite:", "postgres")) or u.endswith(".jsonl")
+        ]
         source = readable[0] if readable else "tokenmeter.jsonl"
     by = [part.strip() for part in args.by.split(",") if part.strip()]
     since = parse_time(args.since) if args.since else None
     until = parse_time(args.until) if args.until else None
 
-    if not (source.startswith(("jsonl:", "sqlite:", "postgres")) or os.path.exists(source) or source.endswith(".jsonl")):
-        raise ValueError(f"cannot read {source!r}: expected a JSONL path, jsonl:PATH, sqlite:///PATH or postgresql://...")
-    records = read(source, since=since, until=until, agent=args.agent, model=args.model, tags=args.tag)
+    if not (
+        source.startswith(("jsonl:", "sqlite:", "postgres"))
+        or os.path.exists(source)
+        or source.endswith(".jsonl")
+    ):
+        raise ValueError(
+            f"cannot read {source!r}: expected a JSONL path, jsonl:PATH, sqlite:///PATH or postgresql://..."
+        )
+    records = read(
+        source, since=since, until=until, agent=args.agent, model=args.model, tags=args.tag
+    )
     if not records:
-        print(f"no records in {source}" + (" for these filters" if any((since, until, args.agent, args.model, args.tag)) else ""), file=out)
+        print(
+            f"no records in {source}"
+            + (
+                " for these filters"
+                if any((since, until, args.agent, args.model, args.tag))
+                else ""
+            ),
+            file=out,
+        )
         return 0
 
     rows, total = summarize(records, by)
@@ -255,6 +303,8 @@ def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.chart is not None:
         from tokenmeter.charts import write_chart
 
-        write_chart(records, args.chart, by="model" if "model" in by and "agent" not in by else "agent")
+        write_chart(
+            records, args.chart, by="model" if "model" in by and "agent" not in by else "agent"
+        )
         print(f"chart written to {args.chart}", file=sys.stderr)
     return 0

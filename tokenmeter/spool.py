@@ -93,7 +93,9 @@ class Spool:
                 try:
                     records.append(record_from_json(line))
                 except ValueError as error:
-                    logger.warning("tokenmeter: skipping invalid spool line %s:%d: %s", path, number, error)
+                    logger.warning(
+                        "tokenmeter: skipping invalid spool line %s:%d: %s", path, number, error
+                    )
         return records
 
     async def read(self, path: Path) -> list[UsageRecord]:

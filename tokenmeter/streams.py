@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from tokenmeter import metering
 from tokenmeter._logging import RateLimitedLog
+from tokenmeter._turns import Round
 from tokenmeter.extract import StreamReader, stream_reader
 
 __all__ = ["AsyncMeteredStream", "MeteredStream", "metered_stream"]
@@ -65,10 +66,12 @@ class _StreamTurn:
             try:
                 reading = self._reader.finish()
             except Exception as error:
-                _limited.log(logging.ERROR, "finish", "tokenmeter: reading a stream failed: %r", error)
+                _limited.log(
+                    logging.ERROR, "finish", "tokenmeter: reading a stream failed: %r", error
+                )
             else:
                 usage, model, detected = reading.usage, reading.model, reading.provider
-        rounds: list[metering.Round] = [(usage, model, self.provider or detected)]
+        rounds: list[Round] = [(usage, model, self.provider or detected)]
         metering._emit(
             self.options,
             self.turn_id,
@@ -272,6 +275,10 @@ def metered_stream(
         dict(metadata) if metadata else None,
     )
     turn = _StreamTurn(provider, options)
-    if hasattr(stream, "__aiter__") or hasattr(stream, "__aenter__") and not hasattr(stream, "__iter__"):
+    if (
+        hasattr(stream, "__aiter__")
+        or (hasattr(stream, "__aenter__")
+        and not hasattr(stream, "__iter__"))
+    ):
         return AsyncMeteredStream(stream, turn)
     return MeteredStream(stream, turn)

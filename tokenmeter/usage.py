@@ -47,7 +47,7 @@ class Usage:
         output_tokens: Every completion-side token, reasoning or thinking included.
         reasoning_tokens: The part of `output_tokens` spent on reasoning.
         details: Further billable counts kept beside the five fields, for pricing: for
-            example `web_search_requests`, `input_audio_tokens`, `cache_write_1h_tokens`.
+            example `web_searches`, `input_audio_tokens`, `cache_write_1h_tokens`.
             Keys follow genai-prices' usage names where it has one.
 
     Raises:

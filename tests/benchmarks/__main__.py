@@ -12,9 +12,14 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     here = Path(__file__).parent
     names = argv or sorted(
-        module.name for module in pkgutil.iter_modules([str(here)]) if module.name.startswith("bench_")
+        module.name
+        for module in pkgutil.iter_modules([str(here)])
+        if module.name.startswith("bench_")
     )
-    print(f"# python {platform.python_version()} on {platform.machine()}, {platform.processor() or '?'}")
+    print(
+        f"# python {platform.python_version()} on {platform.machine()}, "
+        f"{platform.processor() or '?'}"
+    )
     for name in names:
         module = importlib.import_module(f"tests.benchmarks.{name}")
         print(f"\n## {name}")

@@ -1,7 +1,7 @@
 """Cost of pricing one round with `estimate_cost`, against genai-prices' `calc_price`.
 
-`estimate_cost` caches each model's rates after its first lookup, so the warm figures are
-what the delivery thread pays per round; the cold figure is the first lookup of a model.
+`estimate_cost` caches each model's rates after its first lookup. The warm figures are what
+the delivery thread pays per round, and the cold figure is the first lookup of a model.
 Run as a script (`python -m tests.benchmarks bench_pricing`) or with pytest-benchmark
 (`pytest tests/benchmarks/bench_pricing.py -o addopts=""`).
 """
@@ -95,9 +95,7 @@ def main() -> None:
             reference.append(median_per_call_ns(calc_price_loop(usage, model, provider), 500, 3))
         mine = statistics.median(warm)
         theirs = statistics.median(reference)
-        print(
-            f"{label:34} {mine / 1000:11.2f} µs {theirs / 1000:9.1f} µs {theirs / mine:6.0f}x"
-        )
+        print(f"{label:34} {mine / 1000:11.2f} µs {theirs / 1000:9.1f} µs {theirs / mine:6.0f}x")
     print(f"{'first lookup of a model':34} {cold_lookup_ns() / 1000:11.1f} µs")
 
 

@@ -297,3 +297,40 @@ def test_extract_usage_logs_unexpected_error(caplog: pytest.LogCaptureFixture) -
 def test_read_response_propagates_unexpected_error() -> None:
     with pytest.raises(RuntimeError, match="connection reset"):
         read_response(_FailingMapping())
+
+
+class _IndexInt:
+    """An integral type that is not an int subclass, like numpy.int64."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def test_integral_non_int_count_accepted() -> None:
+    usage = extract_usage({"prompt_tokens": _IndexInt(8), "completion_tokens": 1})
+
+    assert usage == Usage(8, 1)
+
+
+def test_langchain_usage_metadata_read() -> None:
+    message = SimpleNamespace(
+        content="hi",
+        usage_metadata={
+            "input_tokens": 350,
+            "output_tokens": 240,
+            "total_tokens": 590,
+            "input_token_details": {"cache_read": 100, "cache_creation": 200},
+            "output_token_details": {"reasoning": 200},
+        },
+        response_metadata={"model_name": "claude-sonnet-4-5"},
+    )
+
+    reading = read_response(message)
+
+    assert reading.usage == Usage(
+        350, 240, cache_read_tokens=100, cache_write_tokens=200, reasoning_tokens=200
+    )
+    assert reading.model == "claude-sonnet-4-5"

@@ -121,6 +121,13 @@ def test_web_search_requests_alias() -> None:
     assert aliased == named
 
 
+def test_file_search_calls_alias() -> None:
+    cost = estimate_cost(Usage(1000, 100, details={"file_search_calls": 4}), "gpt-4o", "openai")
+
+    assert cost is not None
+    assert cost.other_usd == Decimal("0.01")
+
+
 def test_audio_tokens_priced_apart() -> None:
     usage = Usage(1000, 500, details={"input_audio_tokens": 400, "output_audio_tokens": 100})
 
@@ -203,7 +210,7 @@ def test_inconsistent_usage_returns_none(caplog: pytest.LogCaptureFixture) -> No
 
     assert cost is None
     message = caplog.records[0].getMessage()
-    assert "cache_read_tokens=500 is more than input_tokens=100" in message
+    assert "cache_read_tokens=500 is more than input_tokens=100, which should include it" in message
 
 
 def test_inconsistent_usage_warning_rate_limited(caplog: pytest.LogCaptureFixture) -> None:

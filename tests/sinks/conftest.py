@@ -146,9 +146,9 @@ class SinkHarness:
 # suite with an entry here and a `harness_<kind>` fixture that returns a SinkHarness.
 SINK_KINDS: dict[str, tuple[str, ...]] = {
     "jsonl": ("asyncio", "trio"),
-    "sqlite": ("asyncio", "trio"),
     "stdout_json": ("asyncio", "trio"),
-    # asyncpg runs on asyncio only, and so does tokenmeter's delivery thread.
+    # aiosqlite and asyncpg run on asyncio only, and so does tokenmeter's delivery thread.
+    "sqlite": ("asyncio",),
     "postgres": ("asyncio",),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ from tokenmeter.records import UsageRecord, record_to_json
 from tokenmeter.sinks import JsonlSink, open_sink
 
 if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
     from tests.sinks.conftest import RecordFactory
 
 pytestmark = pytest.mark.anyio
@@ -62,11 +65,12 @@ async def test_recreates_deleted_file(tmp_path: Path, make_record: RecordFactory
     assert read_jsonl(path) == [second]
 
 
+@pytest.mark.parametrize("url", ["jsonl:", "jsonl", "JSONL:"])
 async def test_default_path_in_working_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: list[UsageRecord]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: list[UsageRecord], url: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    sink = open_sink("jsonl:")
+    sink = open_sink(url)
 
     await sink.write(batch)
 
@@ -221,3 +225,22 @@ def test_invalid_query_raises(url: str, message: str) -> None:
         open_sink(url)
 
     assert str(raised.value) == message
+
+
+async def test_file_io_runs_off_event_loop_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: list[UsageRecord]
+) -> None:
+    writer_threads: list[int] = []
+    real_write = os.write
+
+    def recording_write(fd: int, data: ReadableBuffer) -> int:
+        writer_threads.append(threading.get_ident())
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", recording_write)
+    sink = JsonlSink(tmp_path / "usage.jsonl")
+
+    await sink.write(batch)
+
+    assert writer_threads
+    assert threading.get_ident() not in writer_threads

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +32,12 @@ if TYPE_CHECKING:
     from tests.sinks.conftest import RecordFactory
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # aiosqlite runs on asyncio only, as does tokenmeter's delivery thread.
+    return "asyncio"
 
 
 @pytest.fixture
@@ -165,21 +179,58 @@ async def test_failed_batch_stores_nothing(db_path: Path, make_record: RecordFac
     assert {record.id for record in read_sqlite(db_path)} == {record.id for record in records}
 
 
+@pytest.mark.parametrize("table_exists", [True, False], ids=["existing-table", "new-file"])
 async def test_locked_database_fails_after_busy_timeout(
-    db_path: Path, make_record: RecordFactory
+    db_path: Path, make_record: RecordFactory, table_exists: bool
 ) -> None:
-    record = make_record(0)
-    await write_and_close(SqliteSink(db_path), [make_record(1)])
-    sink = SqliteSink(db_path, busy_timeout_s=0.05)
+    busy_timeout_s = 0.2
+    earlier, record = make_record(0), make_record(1)
+    if table_exists:
+        await write_and_close(SqliteSink(db_path), [earlier])
+    sink = SqliteSink(db_path, busy_timeout_s=busy_timeout_s)
 
     with connect(db_path) as other:
-        other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
         with pytest.raises(sqlite3.OperationalError, match="database is locked"):
             await sink.write([record])
+        waited_s = time.monotonic() - started
         other.execute("ROLLBACK")
 
     await write_and_close(sink, [record])
-    assert record.id in {stored.id for stored in read_sqlite(db_path)}
+    # SQLite's busy handler sleeps in steps that add up to the timeout, give or take 1 ms.
+    assert waited_s >= busy_timeout_s - 0.01
+    stored = {stored.id for stored in read_sqlite(db_path)}
+    assert stored == ({earlier.id, record.id} if table_exists else {record.id})
+
+
+async def test_cancelled_write_rolls_back(db_path: Path, make_record: RecordFactory) -> None:
+    first, cancelled, last = make_record(0), make_record(1), make_record(2)
+    sink = SqliteSink(db_path, busy_timeout_s=30)
+    await sink.write([first])
+
+    with connect(db_path) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        # The sink's BEGIN IMMEDIATE waits for the lock on aiosqlite's thread, and goes on
+        # waiting after the cancellation.
+        with anyio.move_on_after(0.1) as scope:
+            await sink.write([cancelled])
+        other.execute("ROLLBACK")
+
+    await write_and_close(sink, [last])
+    assert scope.cancelled_caught
+    assert {record.id for record in read_sqlite(db_path)} == {first.id, last.id}
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_write_under_trio_raises(db_path: Path, make_record: RecordFactory) -> None:
+    sink = SqliteSink(db_path)
+
+    with pytest.raises(RuntimeError, match="needs a running asyncio event loop"):
+        await sink.write([make_record(0)])
+    await sink.aclose()
+
+    assert not await anyio.Path(db_path).exists()
 
 
 async def test_newer_schema_version_raises(db_path: Path, make_record: RecordFactory) -> None:
@@ -274,7 +325,9 @@ def test_repr_shows_url(db_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+# Python 3.12 and later warn that fork() in a process with threads may deadlock the child.
+# The sink's aiosqlite thread is idle here, waiting on its queue and holding no SQLite lock.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 async def test_forked_child_opens_own_connection(db_path: Path, make_record: RecordFactory) -> None:
     parent_first, child_record, parent_second = make_record(0), make_record(1), make_record(2)
     sink = SqliteSink(db_path)
@@ -306,3 +359,83 @@ def _write_in_new_loop(
         outcome.append(error)
     else:
         outcome.append(None)
+
+
+PROCESSES = 4
+RECORDS_PER_PROCESS = 2_000
+SHARED_RECORDS = 200
+
+
+def test_processes_share_one_file(db_path: Path, make_record: RecordFactory) -> None:
+    # Every process writes its own records, the same shared records as the others, and its
+    # first batch twice, all into a file none of them has created yet.
+    shared = [
+        make_record(index, id=uuid.UUID(int=(PROCESSES << 32) | index))
+        for index in range(SHARED_RECORDS)
+    ]
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(PROCESSES)
+    processes = []
+    for worker in range(PROCESSES):
+        own = [
+            make_record(index, id=uuid.UUID(int=(worker << 32) | index))
+            for index in range(RECORDS_PER_PROCESS)
+        ]
+        batches = [own[:100], *_batches(own[: RECORDS_PER_PROCESS // 2] + shared, 100)]
+        batches += _batches(own[RECORDS_PER_PROCESS // 2 :], 100)
+        process = context.Process(target=_write_batches, args=(db_path, batches, barrier))
+        process.start()
+        processes.append(process)
+    for process in processes:
+        process.join(timeout=50)
+
+    assert [process.exitcode for process in processes] == [0] * PROCESSES
+    with connect(db_path) as connection:
+        counted = connection.execute("SELECT count(*), count(DISTINCT id) FROM llm_usage")
+        total, distinct = counted.fetchone()
+    assert total == PROCESSES * RECORDS_PER_PROCESS + SHARED_RECORDS
+    assert distinct == total
+
+
+def _batches(records: list[UsageRecord], size: int) -> list[list[UsageRecord]]:
+    return [records[start : start + size] for start in range(0, len(records), size)]
+
+
+def _write_batches(path: Path, batches: list[list[UsageRecord]], barrier: Barrier) -> None:
+    async def write_all() -> None:
+        sink = SqliteSink(path)
+        try:
+            for batch in batches:
+                await sink.write(batch)
+        finally:
+            await sink.aclose()
+
+    # Start together, so the processes also race to create the table.
+    barrier.wait(timeout=30)
+    asyncio.run(write_all())
+
+
+def test_unclosed_sink_lets_interpreter_exit(db_path: Path) -> None:
+    # Python joins non-daemon threads before it runs atexit handlers. A sink written from the
+    # main thread and never closed must not keep the process alive through aiosqlite's thread.
+    code = """
+        import asyncio, sys, uuid
+        from datetime import UTC, datetime
+        from tokenmeter.records import UsageRecord
+        from tokenmeter.sinks import SqliteSink
+
+        sink = SqliteSink(sys.argv[1])
+        record = UsageRecord(id=uuid.uuid4(), timestamp=datetime.now(UTC), run_id=uuid.uuid4())
+        asyncio.run(sink.write([record]))
+    """
+
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert len(read_sqlite(db_path)) == 1

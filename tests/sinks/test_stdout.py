@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -138,3 +139,26 @@ async def test_none_sink_discards(
     assert isinstance(sink, NullSink)
     assert repr(sink) == "NullSink(url='none')"
     assert capsys.readouterr().out == ""
+
+
+class _RecordingStream(io.StringIO):
+    """A stream that records which threads wrote to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writer_threads: list[int] = []
+
+    def write(self, text: str) -> int:
+        self.writer_threads.append(threading.get_ident())
+        return super().write(text)
+
+
+@pytest.mark.anyio
+async def test_printing_runs_off_event_loop_thread(batch: list[UsageRecord]) -> None:
+    stream = _RecordingStream()
+    sink = StdoutSink(stream=stream)
+
+    await sink.write(batch)
+
+    assert stream.writer_threads
+    assert threading.get_ident() not in stream.writer_threads

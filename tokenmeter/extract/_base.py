@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -150,12 +151,18 @@ def count(value: Any, name: str) -> int:
         return 0
     if isinstance(value, bool):
         raise MalformedUsage(f"usage field {name!r} must be a non-negative integer, got {value!r}")
-    if isinstance(value, int):
-        return count(int(value), name)
-    if isinstance(value, float) and value.is_integer():
-        return count(int(value), name)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return count(int(value), name)
+    elif isinstance(value, str):
+        if value.isdigit():
+            return int(value)
+    else:
+        try:
+            # int subclasses and other integral types, such as numpy.int64.
+            return count(operator.index(value), name)
+        except TypeError:
+            pass
     raise MalformedUsage(f"usage field {name!r} must be a non-negative integer, got {value!r}")
 
 

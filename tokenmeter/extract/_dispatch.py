@@ -20,7 +20,7 @@ from tokenmeter.extract._base import (
 from tokenmeter.extract.anthropic_messages import anthropic_usage
 from tokenmeter.extract.bedrock import converse_usage, invoke_model_header_usage
 from tokenmeter.extract.cohere import cohere_usage
-from tokenmeter.extract.gemini import gemini_usage, usage_metadata_of
+from tokenmeter.extract.gemini import gemini_usage, langchain_usage, usage_metadata_of
 from tokenmeter.extract.openai_chat import chat_usage
 from tokenmeter.extract.openai_responses import responses_usage
 from tokenmeter.extract.providers import provider_from_model
@@ -217,10 +217,10 @@ def _names_of(obj: Any) -> Collection[str]:
 
 
 def _unrecognized_message(obj: Any, names: Collection[str]) -> str:
-    shown = sorted(str(name) for name in names)[:12]
+    field_names = sorted(str(name) for name in names)[:12]
     return (
         f"cannot read usage from {type(obj).__module__}.{type(obj).__qualname__} with fields "
-        f"{shown}; expected a provider response (OpenAI, Anthropic, Gemini, Bedrock, Cohere, "
+        f"{field_names}; expected a provider response (OpenAI, Anthropic, Gemini, Bedrock, Cohere, "
         f"xAI, ...), a provider usage object, or a tokenmeter.Usage"
     )
 
@@ -383,11 +383,19 @@ def _read_gemini(obj: Any, provider: str | None) -> Reading:
     if model is None:
         model = field(obj, "model_version")
     model = model if isinstance(model, str) else None
-    detected = provider or "google"
     metadata = usage_metadata_of(obj)
+    if field(metadata, "input_tokens") is not None:
+        return _read_langchain(obj, metadata, provider)
+    detected = provider or "google"
     if metadata is None:
         return Reading(None, model, detected)
     return Reading(gemini_usage(metadata), model, detected)
+
+
+def _read_langchain(obj: Any, metadata: Any, provider: str | None) -> Reading:
+    response_metadata = field(obj, "response_metadata")
+    model = field(response_metadata, "model_name") or field(response_metadata, "model")
+    return Reading(langchain_usage(metadata), model if isinstance(model, str) else None, provider)
 
 
 def _read_gemini_usage(obj: Any, provider: str | None) -> Reading:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenmeter.extract._base import count, field, make_usage, modality_details, note_contradiction
+from tokenmeter.extract._base import (
+    add_detail,
+    count,
+    count_at,
+    field,
+    make_usage,
+    modality_details,
+    note_contradiction,
+    view,
+)
 from tokenmeter.usage import Usage
 
-__all__ = ["gemini_usage", "usage_metadata_of"]
+__all__ = ["gemini_usage", "langchain_usage", "usage_metadata_of"]
 
 _PROMPT_MODALITIES = {
     "AUDIO": "input_audio_tokens",
@@ -39,6 +48,28 @@ def _get(metadata: Any, camel: str, snake: str) -> Any:
     if value is None:
         value = field(metadata, snake)
     return value
+
+
+def langchain_usage(metadata: Any) -> Usage:
+    """Normalize a LangChain `UsageMetadata` (`AIMessage.usage_metadata`), which is inclusive.
+
+    It shares the attribute name `usage_metadata` with google-genai responses, so it arrives
+    here.
+    """
+    fields = view(metadata)
+    input_details = view(fields.get("input_token_details"))
+    output_details = view(fields.get("output_token_details"))
+    details: dict[str, int] = {}
+    add_detail(details, "input_audio_tokens", count_at(input_details, "audio"))
+    add_detail(details, "output_audio_tokens", count_at(output_details, "audio"))
+    return make_usage(
+        count_at(fields, "input_tokens"),
+        count_at(fields, "output_tokens"),
+        cache_read_tokens=count_at(input_details, "cache_read"),
+        cache_write_tokens=count_at(input_details, "cache_creation"),
+        reasoning_tokens=count_at(output_details, "reasoning"),
+        details=details,
+    )
 
 
 def gemini_usage(metadata: Any) -> Usage:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from tokenmeter.pricing._estimate import PRICES_ENV, resolve, utc_timestamp
-from tokenmeter.pricing._rates import Rate, RatePlan
+from tokenmeter.pricing._rates import RatePlan
 from tokenmeter.pricing._table import GENAI_PRICES_SOURCE
 
 __all__ = ["describe_prices"]
 
-_PER_NAMES = {1_000_000: "million", 1_000: "thousand", 1_000_000_000: "billion"}
+_PER_NAMES = {1_000_000: "million", 1_000: "thousand", 1_000_000_000: "billion", 3600: "3,600"}
+_NAMES = {
+    "output_reasoning_tokens": "reasoning_tokens",
+    "requests": "requests (a fee per round)",
+}
 
 
 def describe_prices(model: str, provider: str | None = None, *, at: datetime | None = None) -> str:
@@ -25,8 +30,8 @@ def describe_prices(model: str, provider: str | None = None, *, at: datetime | N
 
     Returns:
         Several lines of text: the matched model and provider, the source of the prices, one
-        line per priced unit with its tiers, and the discount. For an unpriced model, a line
-        saying so and how to add a price.
+        line per priced unit with its tiers, the discount, and the `Cost.source` of costs
+        priced this way. For an unpriced model, a line saying so and how to add a price.
     """
     timestamp = time.time() if at is None else utc_timestamp(at)
     moment = _format_time(timestamp)
@@ -58,27 +63,31 @@ def describe_prices(model: str, provider: str | None = None, *, at: datetime | N
     else:
         lines.extend(_rate_lines(plan))
     if resolved.discount is not None:
-        lines.append(f"Discount: {resolved.discount}% off every price above ({resolved.source}).")
+        lines.append(f"Discount: {resolved.discount}% off every price above.")
+    lines.append(f"Costs record the source {resolved.source!r}.")
     return "\n".join(lines)
 
 
 def _rate_lines(plan: RatePlan) -> list[str]:
-    lines = []
+    lines = ["Rates in USD; each token pays the most specific rate listed for it:"]
+    priced = {unit.usage_key for unit, _ in plan.prices}
     for unit, rate in plan.prices:
-        label = unit.usage_key.replace("_", " ")
-        if unit.usage_key == "requests":
-            label = "requests (a fee per round)"
+        name = _NAMES.get(unit.usage_key, unit.usage_key)
+        if unit.usage_key == "cache_write_tokens" and "cache_write_1h_tokens" in priced:
+            name += " (other than 1-hour writes)"
         per = _PER_NAMES.get(unit.per, f"{unit.per:,}")
-        line = f"  {label}: ${rate.base} per {per}"
-        line += _tier_text(rate)
+        line = f"  {name}: {_usd(rate.base)} per {per}"
+        line += "".join(
+            f"; {_usd(price)} per {per} when a round has over {start:,} prompt tokens"
+            for start, price in rate.tiers
+        )
         lines.append(line)
     return lines
 
 
-def _tier_text(rate: Rate) -> str:
-    return "".join(
-        f"; ${price} when a round has over {start:,} prompt tokens" for start, price in rate.tiers
-    )
+def _usd(amount: Decimal) -> str:
+    # Plain notation without trailing zeros: $10, not $1E+1 or $10.000.
+    return f"${amount.normalize():f}"
 
 
 def _format_time(timestamp: float) -> str:

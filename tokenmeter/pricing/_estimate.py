@@ -21,7 +21,7 @@ from tokenmeter.pricing._overrides import (
     canonical_provider,
     load_price_overrides,
 )
-from tokenmeter.pricing._rates import DECIMAL_CONTEXT, RatePlan, UnpriceableUsage
+from tokenmeter.pricing._rates import RatePlan, UnpriceableUsage
 from tokenmeter.pricing._table import (
     GENAI_PRICES_SOURCE,
     TableModel,
@@ -47,8 +47,8 @@ logger = logging.getLogger("tokenmeter.pricing")
 PRICES_ENV: Final = "TOKENMETER_PRICES"
 """Environment variable naming a TOML file of price overrides."""
 
-# A process that prices many distinct model strings (ids with a per-request suffix, say)
-# would otherwise grow these without bound; past the limit they start over.
+# Caps the caches and the warned set. A process that prices many distinct model strings
+# (ids with a per-request suffix, say) would otherwise grow them without bound.
 _MAX_ENTRIES = 4096
 _ONE_HUNDRED = Decimal(100)
 
@@ -57,7 +57,7 @@ _usage_warnings = RateLimitedLog(logger, interval_s=300.0)
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """Where the price of one (provider, model) pair comes from, as cached for every round."""
+    """The source and rates of one (provider, model) pair's price, cached for every round."""
 
     plan: RatePlan | None
     """Fixed rates of a custom model; `None` when they come from `table`."""
@@ -68,8 +68,8 @@ class Resolved:
     source: str
     discount: Decimal | None
     """Percent off, from the overrides."""
-    factor: Decimal | None
-    """`1 - discount / 100`, or `None` without a discount."""
+    kept_percent: Decimal | None
+    """`100 - discount`, or `None` without a discount."""
 
 
 class _Cache:
@@ -145,7 +145,7 @@ def estimate_cost(
         return None
 
     try:
-        prices = plan.price(usage, resolved.factor)
+        prices = plan.price(usage, resolved.kept_percent)
     except UnpriceableUsage as error:
         _usage_warnings.log(
             logging.WARNING,
@@ -220,6 +220,15 @@ def resolve(provider: str | None, model: str) -> Resolved | None:
         return _resolve_into(cache, provider, model)
 
 
+def _new_lock_in_child() -> None:
+    # A thread of the parent may have held the lock at fork time; the child has no such thread.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _reset() -> None:
     """Forget overrides, caches and warnings, as in a new process. For tests."""
     global _installed, _cache
@@ -289,23 +298,25 @@ def _resolve(
         known_provider, table_provider = table_provider_id(provider)
     call_provider = None if provider is None else canonical_provider(provider)
 
+    table = find_table_model(table_provider, model) if known_provider else None
+
+    # Overrides match the id as written, its rewrites, and the table's id for it, so that
+    # a price for "gpt-4o" also covers "gpt-4o-2024-08-06".
+    names = [ref for _, ref in model_candidates(table_provider, model)]
+    if table is not None:
+        names.append(table.model_id)
+
     if overrides is not None:
-        custom = _find_custom(overrides, call_provider, table_provider, model)
+        custom = _find_custom(overrides, call_provider, names)
         if custom is not None:
             provider_id = custom.provider or call_provider
             discount = _discount(overrides, provider_id, (custom.name,))
             return _resolved(custom.plan, None, custom.name, provider_id, overrides, discount)
 
-    if not known_provider:
-        return None
-    table = find_table_model(table_provider, model)
     if table is None:
         return None
-
     discount = None
     if overrides is not None:
-        names = [ref for _, ref in model_candidates(table_provider, model)]
-        names.append(table.model_id)
         discount = _discount(overrides, call_provider or table.provider_id, names)
     return _resolved(None, table, table.model_id, table.provider_id, overrides, discount)
 
@@ -324,22 +335,17 @@ def _resolved(
     elif discount is not None and overrides is not None:
         source = f"{GENAI_PRICES_SOURCE}, {discount}% off per {overrides.source}"
 
-    factor = None
-    if discount is not None:
-        factor = DECIMAL_CONTEXT.divide(_ONE_HUNDRED - discount, _ONE_HUNDRED)
-    return Resolved(plan, table, model_id, provider_id, source, discount, factor)
+    kept_percent = None if discount is None else _ONE_HUNDRED - discount
+    return Resolved(plan, table, model_id, provider_id, source, discount, kept_percent)
 
 
 def _find_custom(
-    overrides: PriceOverrides,
-    call_provider: str | None,
-    table_provider: str | None,
-    model: str,
+    overrides: PriceOverrides, call_provider: str | None, names: Iterable[str]
 ) -> CustomModel | None:
     if not overrides.models:
         return None
-    for _, ref in model_candidates(table_provider, model):
-        custom = overrides.models.get(ref.strip().lower())
+    for name in names:
+        custom = overrides.models.get(name.strip().lower())
         if custom is None:
             continue
         if custom.provider is None or call_provider is None or custom.provider == call_provider:
@@ -361,8 +367,11 @@ def _discount(
 
 def _warn_unpriced(provider: str | None, model: object) -> None:
     example = model if isinstance(model, str) and model.strip() else "MODEL"
+    where = "%s or the price overrides"
+    if provider is not None and not table_provider_id(provider)[0]:
+        where = "the price overrides, and the provider is not in %s"
     logger.warning(
-        "no price for model %r (provider %r) in %s or the price overrides, so its cost is "
+        "no price for model %r (provider %r) in " + where + ", so its cost is "
         "recorded as unknown. To add one, write a TOML file such as\n"
         '  [models."%s"]\n'
         "  input = 1.0    # USD per million prompt tokens\n"

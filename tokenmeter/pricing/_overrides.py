@@ -122,7 +122,7 @@ def load_price_overrides(source: str | os.PathLike[str] | Mapping[str, Any]) -> 
         ).hexdigest()
         provenance = f"overrides mapping sha256:{digest[:16]}"
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = Path(source).expanduser()
         origin = str(path)
         try:
             raw = path.read_bytes()
@@ -158,7 +158,7 @@ class _Parser:
         if unknown:
             raise self.fail(
                 repr(unknown[0]),
-                "is not a known table",
+                "is an unknown table",
                 f'only [models."NAME"] and [discounts] tables, as in:\n{_EXAMPLE}',
             )
 
@@ -179,7 +179,7 @@ class _Parser:
         if unknown:
             raise self.fail(
                 f"discounts.{unknown[0]}",
-                "is not a known key",
+                "is an unknown key",
                 "discounts.providers and discounts.models tables of percentages",
             )
         provider_discounts = {
@@ -210,7 +210,7 @@ class _Parser:
         unknown = sorted(set(table) - set(_MODEL_KEYS))
         if unknown:
             raise self.fail(
-                f"{where}.{unknown[0]}", "is not a known key", f"one of {', '.join(_MODEL_KEYS)}"
+                f"{where}.{unknown[0]}", "is an unknown key", f"one of {', '.join(_MODEL_KEYS)}"
             )
         for required in ("input", "output"):
             if required not in table:
@@ -260,7 +260,7 @@ class _Parser:
             if unknown:
                 raise self.fail(
                     f"{tier_where}.{unknown[0]}",
-                    "is not a known key",
+                    "is an unknown key",
                     f"one of {', '.join(_TIER_KEYS)}",
                 )
 

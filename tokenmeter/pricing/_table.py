@@ -101,8 +101,6 @@ _BEDROCK_VENDOR = re.compile(
     r"twelvelabs|stability|moonshot|moonshotai|minimax|google|nvidia)\."
 )
 _BEDROCK_VERSION = re.compile(r"(?:-v\d+(?::\d+)?|:\d+)$")
-_TRAILING_DATE = re.compile(r"[-@](?:20\d{2}-?\d{2}-?\d{2}|\d{4})$")
-_LATEST = re.compile(r"[-:@]latest$")
 
 
 def table_provider_id(provider: str) -> tuple[bool, str | None]:
@@ -127,9 +125,9 @@ def model_candidates(provider_id: str | None, model: str) -> Iterator[tuple[str 
 
     The rewrites handle how users write model ids: `provider/model` prefixes (LiteLLM,
     OpenRouter, `models/` of the Gemini API), Bedrock ids with cross-region prefixes, vendor
-    prefixes, version suffixes and ARNs, Vertex `model@version` ids, dated snapshots and
-    `-latest` aliases. genai-prices already matches many dated ids itself, so each rewrite
-    is tried only when the literal id was not found.
+    prefixes, version suffixes and ARNs, and Vertex `model@version` ids. Dated snapshots
+    and `-latest` aliases need no rewrite, because genai-prices matches the ones it prices.
+    A date is never dropped to reach another release's price.
     """
     ref = model.strip()
     yield provider_id, ref
@@ -164,11 +162,6 @@ def model_candidates(provider_id: str | None, model: str) -> Iterator[tuple[str 
         name, _, snapshot = ref.partition("@")
         yield provider_id, f"{name}-{snapshot}"
         yield provider_id, name
-        return
-
-    undated = _TRAILING_DATE.sub("", _LATEST.sub("", ref))
-    if undated != ref:
-        yield provider_id, undated
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +175,14 @@ class Period:
     plan: RatePlan | None
     """`None` when the prices of this period cannot be used."""
     index: int
-    """Which of the model's prices applies in this period."""
+    """Position, in the model's list of prices, of the price that applies in this period."""
 
 
 class TableModel:
     """A genai-prices model with its price periods, and the rate plan of the period last used.
 
-    Thread-safe: the current period is one immutable object, replaced in one assignment; two
-    threads that change periods at the same moment both build a correct one.
+    Thread-safe, because the current period is one immutable object, replaced in one
+    assignment. Two threads that change periods at the same moment both build a correct one.
     """
 
     __slots__ = (
@@ -346,8 +339,8 @@ def _is_price_key(price_key: str) -> bool:
 
 
 def _owner_id(provider: Provider, model: ModelInfo) -> str:
-    # A provider may serve another provider's models (Google serves Anthropic's); the owner
-    # of the price is the provider whose list holds the model.
+    # A provider may serve another provider's models (Google serves Anthropic's). The owner
+    # of the price is the provider whose list contains the model.
     if any(candidate is model for candidate in provider.models):
         return provider.id
     for candidate_provider in data_snapshot.get_snapshot().providers:

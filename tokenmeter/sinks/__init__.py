@@ -11,7 +11,13 @@ from tokenmeter.sinks.jsonl import JsonlSink
 from tokenmeter.sinks.null import NullSink
 from tokenmeter.sinks.sqlite import SqliteSink
 from tokenmeter.sinks.stdout import StdoutSink
-from tokenmeter.sinks.urls import ACCEPTED_FORMS, mask_url, parse_table_options, sink_scheme
+from tokenmeter.sinks.urls import (
+    ACCEPTED_FORMS,
+    is_jsonl_url,
+    mask_url,
+    parse_table_options,
+    sink_scheme,
+)
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -30,11 +36,16 @@ _POSTGRES_EXTRA = "pip install 'tokenmeter[postgres]'"
 def open_sink(url: str | os.PathLike[str], *, check: bool = False) -> Sink:
     """Open the sink that a URL names. Files and connections open on the first write.
 
-    Accepted forms: `jsonl:PATH` (also `jsonl:PATH?fsync=true`, and a bare path ending in
-    `.jsonl`), `sqlite:///RELATIVE/PATH` and `sqlite:////ABSOLUTE/PATH`,
-    `postgresql://...` or `postgres://...`, `stdout`, `stdout:json`, and `none`, which
-    discards records. SQL URLs take `table` and `schema` query parameters. Surrounding
-    whitespace is ignored.
+    Accepted forms:
+
+    - `jsonl:PATH`, `jsonl:PATH?fsync=true`, a bare path ending in `.jsonl`, and `jsonl`
+      alone for `./tokenmeter.jsonl`.
+    - `sqlite:///RELATIVE/PATH` and `sqlite:////ABSOLUTE/PATH`.
+    - `postgresql://...` or `postgres://...`.
+    - `stdout` (a readable line per record), `stdout:json`, and `none`, which discards
+      records.
+
+    SQL URLs take `table` and `schema` query parameters. Surrounding whitespace is ignored.
 
     Args:
         url: The sink URL, or a path to a `.jsonl` file.
@@ -67,7 +78,7 @@ def _open(url: str) -> Sink:
         return StdoutSink("json")
 
     scheme = sink_scheme(url)
-    if scheme == "jsonl" or (scheme is None and lowered.endswith(".jsonl")):
+    if is_jsonl_url(url):
         return JsonlSink.from_url(url)
     if scheme == "sqlite":
         return SqliteSink.from_url(url)

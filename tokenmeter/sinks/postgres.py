@@ -316,9 +316,9 @@ class PostgresSink:
     write when missing. Forward migrations run once, under a transaction-level advisory lock,
     so many processes may start against a fresh database at once.
 
-    Each batch is copied into the table with a binary COPY in one transaction. If an id of the
-    batch is stored already, for example because a retry follows a lost acknowledgement, that
-    COPY fails whole, and the batch goes through a temporary table and
+    Each batch is copied into the table with one binary COPY, which stores all of it or none.
+    If an id of the batch is stored already, for example because a retry follows a lost
+    acknowledgement, that COPY fails whole, and the batch goes through a temporary table and
     `INSERT ... ON CONFLICT (id) DO NOTHING` instead. So each record is stored once.
 
     The asyncpg pool is created on the first write, on the running event loop. A connection
@@ -663,7 +663,7 @@ class PostgresSink:
         )
 
     async def _insert(self, connection: Any, records: Sequence[UsageRecord]) -> int:
-        """Insert the records in one transaction and return how many were new.
+        """Insert the records atomically and return how many were new.
 
         The fast path copies the batch straight into the table. If an id in it is stored
         already (a retry after a lost acknowledgement, or a record twice in one batch), that
@@ -674,14 +674,15 @@ class PostgresSink:
         """
         if not self._expect_duplicates:
             try:
-                async with connection.transaction():
-                    await connection.copy_records_to_table(
-                        self.table,
-                        schema_name=self._resolved_schema,
-                        records=map(_record_row, records),
-                        columns=_COLUMN_NAMES,
-                        timeout=self._command_timeout_s,
-                    )
+                # One COPY is one statement, so it commits or fails whole without BEGIN
+                # and COMMIT, which would cost two more round trips per batch.
+                await connection.copy_records_to_table(
+                    self.table,
+                    schema_name=self._resolved_schema,
+                    records=map(_record_row, records),
+                    columns=_COLUMN_NAMES,
+                    timeout=self._command_timeout_s,
+                )
                 return len(records)
             except self._asyncpg.UniqueViolationError:
                 pass

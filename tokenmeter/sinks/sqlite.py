@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio.to_thread
+import aiosqlite
 
 from tokenmeter.records import SCHEMA_VERSION, UsageRecord
 from tokenmeter.sinks.jsonl import check_writable_path
@@ -29,8 +29,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 SCHEMA_TABLE = "tokenmeter_schema"
 """The table that stores, per usage table, the `SCHEMA_VERSION` its layout follows."""
@@ -127,9 +125,12 @@ class SqliteSink:
     `INSERT OR IGNORE` by `id` makes a retried batch harmless: records already stored stay
     as they are and are not duplicated.
 
-    The stdlib `sqlite3` module runs in worker threads (`anyio.to_thread.run_sync`), one
-    connection per sink, opened on the first write. This works under asyncio and trio alike,
-    where aiosqlite would need asyncio.
+    The sink holds one aiosqlite connection, opened on the first write, so it runs on an
+    asyncio event loop only (tokenmeter's delivery thread runs one); under trio, `write`
+    raises `RuntimeError`. aiosqlite runs every statement on the connection's own thread,
+    which this sink makes a daemon thread, so that a sink never closed does not keep the
+    interpreter from exiting: Python joins non-daemon threads at exit before it runs
+    `atexit` handlers.
 
     Args:
         path: The database file, created with its parent directories if missing. `~` is
@@ -157,11 +158,13 @@ class SqliteSink:
         self._table = validate_identifier("table", table)
         self._busy_timeout_s = busy_timeout_s
 
-        self._connection: sqlite3.Connection | None = None
+        self._connection: aiosqlite.Connection | None = None
         self._connection_pid = 0
-        # One connection is shared by worker threads, one at a time.
-        self._lock = threading.Lock()
-        self._lock_pid = os.getpid()
+        # Serializes transactions on the one connection. An asyncio.Lock belongs to one
+        # event loop, and one inherited through fork() may be held by a task the child lacks,
+        # so a new lock is made per process and loop.
+        self._lock = asyncio.Lock()
+        self._lock_owner: tuple[int, asyncio.AbstractEventLoop | None] = (os.getpid(), None)
         self._closed = False
 
         columns = ", ".join(f'"{name}"' for name in _COLUMN_NAMES)
@@ -220,18 +223,25 @@ class SqliteSink:
         """Insert the batch in one transaction, skipping records whose id is stored already.
 
         Raises:
-            RuntimeError: if the sink was closed, or the table was created by a newer
-                tokenmeter with a layout this version does not know.
+            RuntimeError: if the sink was closed, if no asyncio event loop is running (under
+                trio, for one), or if the table was created by a newer tokenmeter with a
+                layout this version does not know.
             sqlite3.Error: if the database cannot be opened or written. Nothing of the batch
                 is stored then.
         """
         if self._closed:
             raise RuntimeError(f"{self!r} is closed; open a new sink to write more records")
+        lock = self._current_lock()
         if not records:
             return
 
         rows = [record_to_row(record) for record in records]
-        inserted = await self._run(self._insert, rows)
+        async with lock:
+            # aclose() may have run while this write waited for the lock.
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed; open a new sink to write more records")
+            connection = await self._connect()
+            inserted = await self._insert(connection, rows)
         logger.debug(
             "inserted %d of %d records into %s (%d were stored already)",
             inserted,
@@ -245,56 +255,86 @@ class SqliteSink:
         if self._closed:
             return
         self._closed = True
-        await self._run(self._close)
+        if self._connection is None and not self._lock.locked():
+            return
 
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(self._locked, function, *args)
+        async with self._current_lock():
+            connection, self._connection = self._connection, None
+            if connection is not None and self._connection_pid == os.getpid():
+                await connection.close()
+                logger.info("closed %s", self)
+            elif connection is not None:
+                _keep_inherited(connection)
 
-    def _locked(self, function: Callable[..., T], *args: Any) -> T:
-        if self._lock_pid != os.getpid():
-            # fork() copies the lock as it was, possibly held by a thread the child lacks.
-            self._lock = threading.Lock()
-            self._lock_pid = os.getpid()
-        with self._lock:
-            return function(*args)
-
-    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
-        connection = self._connect()
-        before = connection.total_changes
-
-        # BEGIN IMMEDIATE takes the write lock up front, where busy_timeout applies. A
-        # deferred transaction could fail at its first INSERT without waiting.
-        connection.execute("BEGIN IMMEDIATE")
+    def _current_lock(self) -> asyncio.Lock:
         try:
-            connection.executemany(self._insert_sql, rows)
-            connection.execute("COMMIT")
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                f"{self!r} needs a running asyncio event loop (aiosqlite supports asyncio "
+                "only); await it from asyncio, as tokenmeter's delivery thread does"
+            ) from None
+
+        owner = (os.getpid(), loop)
+        if self._lock_owner != owner:
+            self._lock = asyncio.Lock()
+            self._lock_owner = owner
+        return self._lock
+
+    async def _insert(self, connection: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> int:
+        # BEGIN IMMEDIATE takes the write lock up front, where busy_timeout applies. A
+        # deferred transaction could fail at its first INSERT without waiting. BEGIN is
+        # inside the try because a cancellation while it waits for the lock leaves it to run
+        # on aiosqlite's thread, and its transaction must be rolled back too.
+        try:
+            await connection.execute("BEGIN IMMEDIATE")
+            cursor = await connection.executemany(self._insert_sql, rows)
+            # For executemany, rowcount sums the rows each execution changed; an ignored
+            # duplicate changes none.
+            inserted = cursor.rowcount
+            await cursor.close()
+            await connection.commit()
         except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
+            await self._roll_back(connection)
             raise
+        return inserted
 
-        return connection.total_changes - before
+    async def _roll_back(self, connection: aiosqlite.Connection) -> None:
+        # aiosqlite runs calls in order on its thread, so this ROLLBACK runs after the
+        # statement that failed or was cancelled, even one still running. The shield keeps a
+        # second cancellation from dropping it. sqlite3's rollback() does nothing when SQLite
+        # already ended the transaction itself.
+        try:
+            await asyncio.shield(connection.rollback())
+        except Exception as error:
+            logger.warning(
+                "rolling back on %s failed (%r); reconnecting on the next write", self, error
+            )
+            if self._connection is connection:
+                self._connection = None
+                await _close_quietly(connection)
 
-    def _connect(self) -> sqlite3.Connection:
+    async def _connect(self) -> aiosqlite.Connection:
         # A connection inherited through fork() must not be used in the child (SQLite's
-        # documentation says so), so the child opens its own and leaves the parent's alone.
+        # documentation says so), and its aiosqlite thread does not exist there, so the
+        # child opens its own and leaves the parent's alone.
         pid = os.getpid()
         if self._connection is not None and self._connection_pid == pid:
             return self._connection
+        if self._connection is not None:
+            _keep_inherited(self._connection)
+            self._connection = None
 
         if self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         database = ":memory:" if self._path is None else str(self._path)
-        connection = sqlite3.connect(
-            database,
-            timeout=self._busy_timeout_s,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+        pending = aiosqlite.connect(database, timeout=self._busy_timeout_s, isolation_level=None)
+        _make_daemon(pending)
+        connection = await pending
         try:
-            self._prepare(connection)
+            await self._prepare(connection)
         except BaseException:
-            connection.close()
+            await _close_quietly(connection)
             raise
 
         self._connection = connection
@@ -302,44 +342,46 @@ class SqliteSink:
         logger.info("opened %s", self)
         return connection
 
-    def _prepare(self, connection: sqlite3.Connection) -> None:
-        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        connection.execute("PRAGMA journal_mode = WAL")
+    async def _prepare(self, connection: aiosqlite.Connection) -> None:
+        await connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        await connection.execute("PRAGMA journal_mode = WAL")
         # In WAL mode NORMAL survives a crash of the process but may lose the last
         # transactions on a power loss, like the JSONL sink without fsync.
-        connection.execute("PRAGMA synchronous = NORMAL")
+        await connection.execute("PRAGMA synchronous = NORMAL")
 
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            self._migrate(connection)
-            connection.execute("COMMIT")
+            await connection.execute("BEGIN IMMEDIATE")
+            await self._migrate(connection)
+            await connection.commit()
         except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
+            await self._roll_back(connection)
             raise
 
-    def _migrate(self, connection: sqlite3.Connection) -> None:
+    async def _migrate(self, connection: aiosqlite.Connection) -> None:
         table = self._table
-        connection.execute(
+        await connection.execute(
             f'CREATE TABLE IF NOT EXISTS "{SCHEMA_TABLE}" ('
             "table_name TEXT PRIMARY KEY NOT NULL, "
             "version INTEGER NOT NULL, "
             "updated_at TEXT NOT NULL)"
         )
-        found = connection.execute(
-            f'SELECT version FROM "{SCHEMA_TABLE}" WHERE table_name = ?', (table,)
-        ).fetchone()
-        if found is not None and found[0] > SCHEMA_VERSION:
+        found = list(
+            await connection.execute_fetchall(
+                f'SELECT version FROM "{SCHEMA_TABLE}" WHERE table_name = ?', (table,)
+            )
+        )
+        if found and found[0][0] > SCHEMA_VERSION:
             raise RuntimeError(
-                f"table {table!r} in {self!r} has schema version {found[0]}, written by a newer "
-                f"tokenmeter; this one writes version {SCHEMA_VERSION}. Upgrade tokenmeter, "
-                "or write to another table with ?table=NAME"
+                f"table {table!r} in {self!r} has schema version {found[0][0]}, written by a "
+                f"newer tokenmeter; this one writes version {SCHEMA_VERSION}. Upgrade "
+                "tokenmeter, or write to another table with ?table=NAME"
             )
 
         column_sql = ", ".join(f'"{name}" {kind}' for name, kind in COLUMNS)
-        connection.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({column_sql})')
+        await connection.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({column_sql})')
 
-        existing = {row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')}
+        table_info = await connection.execute_fetchall(f'PRAGMA table_info("{table}")')
+        existing = {row[1] for row in table_info}
         if "id" not in existing:
             raise RuntimeError(
                 f"table {table!r} in {self!r} exists but has no 'id' column, so it was not "
@@ -350,15 +392,15 @@ class SqliteSink:
                 # ALTER TABLE cannot add a NOT NULL column without a default to a table that
                 # has rows, so added columns allow NULL.
                 sql_type = kind.split()[0]
-                connection.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {sql_type}')
+                await connection.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {sql_type}')
                 logger.info("added column %r to table %r of %s", name, table, self)
 
         for suffix, columns in _INDEXES:
-            connection.execute(
+            await connection.execute(
                 f'CREATE INDEX IF NOT EXISTS "{table}_{suffix}" ON "{table}" ({columns})'
             )
 
-        connection.execute(
+        await connection.execute(
             f'INSERT INTO "{SCHEMA_TABLE}" (table_name, version, updated_at) VALUES (?, ?, ?) '
             "ON CONFLICT (table_name) DO UPDATE SET "
             "version = excluded.version, updated_at = excluded.updated_at "
@@ -366,8 +408,27 @@ class SqliteSink:
             (table, SCHEMA_VERSION, format_timestamp(datetime.now(UTC))),
         )
 
-    def _close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and self._connection_pid == os.getpid():
-            connection.close()
-            logger.info("closed %s", self)
+
+# Connections inherited through fork(), kept referenced so that the child never finalizes
+# them: finalizing would close the parent's SQLite handle in the child, and aiosqlite's
+# finalizer would warn about a connection that was never closed.
+_inherited_connections: list[aiosqlite.Connection] = []
+
+
+def _keep_inherited(connection: aiosqlite.Connection) -> None:
+    _inherited_connections.append(connection)
+
+
+def _make_daemon(connection: aiosqlite.Connection) -> None:
+    # aiosqlite before 0.22 made Connection a Thread subclass; 0.22 moved the thread to
+    # `_thread`. Either way the thread has not started yet, so `daemon` can still be set.
+    worker = getattr(connection, "_thread", connection)
+    if isinstance(worker, threading.Thread):
+        worker.daemon = True
+
+
+async def _close_quietly(connection: aiosqlite.Connection) -> None:
+    try:
+        await connection.close()
+    except Exception as error:
+        logger.debug("closing a failed SQLite connection raised %r", error)

@@ -15,6 +15,7 @@ __all__ = [
     "JsonlTarget",
     "SqliteTarget",
     "TableOptions",
+    "is_jsonl_url",
     "mask_url",
     "parse_jsonl_url",
     "parse_sqlite_url",
@@ -108,6 +109,13 @@ def sink_scheme(url: str) -> str | None:
     if match is None or len(match.group(1)) == 1:
         return None
     return match.group(1).lower()
+
+
+def is_jsonl_url(url: str) -> bool:
+    """Return whether `url` names a JSONL sink: `jsonl`, `jsonl:PATH` or a `PATH.jsonl`."""
+    text = url.strip().lower()
+    scheme = sink_scheme(text)
+    return text == "jsonl" or scheme == "jsonl" or (scheme is None and text.endswith(".jsonl"))
 
 
 def validate_identifier(parameter: str, value: str, url: str | None = None) -> str:
@@ -252,7 +260,7 @@ class JsonlTarget:
 def parse_jsonl_url(url: str) -> JsonlTarget:
     """Parse `jsonl:PATH`, `jsonl:PATH?fsync=true` or a bare path ending in `.jsonl`.
 
-    `jsonl:` alone means `./tokenmeter.jsonl`. `jsonl:///abs/path` and `jsonl://rel/path`
+    `jsonl:` or `jsonl` alone means `./tokenmeter.jsonl`. `jsonl:///abs/path` and `jsonl://rel/path`
     are accepted for those who write file URLs. `~` is expanded, and relative paths are
     resolved against the current working directory now.
 
@@ -262,7 +270,7 @@ def parse_jsonl_url(url: str) -> JsonlTarget:
         ValueError: if the query has a parameter other than `fsync`, or `fsync` is not a
             boolean word.
     """
-    text = url
+    text = "" if url.strip().lower() == "jsonl" else url
     if sink_scheme(url) == "jsonl":
         text = url[len("jsonl:") :]
         if text.startswith("//"):
