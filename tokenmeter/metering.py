@@ -129,6 +129,38 @@ def _emit(
         )
 
 
+# Return types known not to be streams, so the common case costs one set lookup.
+_plain_result_types: set[type] = {type(None), dict, str, AgentTurn, Usage}
+
+
+def _is_stream(result: object) -> bool:
+    kind = type(result)
+    if kind in _plain_result_types:
+        return False
+    from tokenmeter.streams import is_stream
+
+    if is_stream(result):
+        return True
+    _plain_result_types.add(kind)
+    return False
+
+
+def _wrap_stream(
+    result: object,
+    options: TurnOptions,
+    turn_id: int,
+    run_id: int,
+    parent_id: int | None,
+    enclosing: Meter | None,
+    started_ns: int,
+) -> object:
+    from tokenmeter.streams import wrap_returned_stream
+
+    return wrap_returned_stream(
+        result, options, (turn_id, run_id, parent_id, enclosing), started_ns
+    )
+
+
 def _wrap_sync(function: Callable[P, R], options: _StepOptions) -> Callable[P, R]:
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -152,6 +184,12 @@ def _wrap_sync(function: Callable[P, R], options: _StepOptions) -> Callable[P, R
             )
             raise
         _current.reset(token)
+        if _is_stream(result):
+            # A returned stream is metered when it ends; the caller gets a wrapper that
+            # yields the same chunks.
+            return cast(
+                R, _wrap_stream(result, options, turn_id, run_id, parent_id, enclosing, started_ns)
+            )
         _emit(
             options,
             turn_id,
@@ -193,6 +231,12 @@ def _wrap_async(
             )
             raise
         _current.reset(token)
+        if _is_stream(result):
+            # A returned stream is metered when it ends; the caller gets a wrapper that
+            # yields the same chunks.
+            return cast(
+                R, _wrap_stream(result, options, turn_id, run_id, parent_id, enclosing, started_ns)
+            )
         _emit(
             options,
             turn_id,

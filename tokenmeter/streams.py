@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -32,11 +33,13 @@ class _StreamTurn:
         self,
         provider: str | None,
         options: metering._StepOptions,
+        begun: tuple[int, int, int | None, metering.Meter | None] | None = None,
+        started_ns: int | None = None,
     ) -> None:
         self.options = options
         self.provider = provider
-        self.turn_id, self.run_id, self.parent_id, self.enclosing = metering._begin()
-        self.started_ns = time.time_ns()
+        self.turn_id, self.run_id, self.parent_id, self.enclosing = begun or metering._begin()
+        self.started_ns = started_ns or time.time_ns()
         self._reader: StreamReader | None = None
         self._done = False
         self._lock = threading.Lock()
@@ -239,6 +242,58 @@ class AsyncMeteredStream(Generic[T]):
         return f"<tokenmeter.AsyncMeteredStream of {self._stream!r}>"
 
 
+# Stream classes of the provider SDKs, by top-level package and class name, so that none of
+# those packages has to be imported to recognize them.
+_SDK_STREAM_CLASSES = frozenset(
+    {
+        ("openai", "Stream"),
+        ("openai", "AsyncStream"),
+        ("anthropic", "Stream"),
+        ("anthropic", "AsyncStream"),
+        ("anthropic", "MessageStream"),
+        ("anthropic", "AsyncMessageStream"),
+        ("anthropic", "MessageStreamManager"),
+        ("anthropic", "AsyncMessageStreamManager"),
+        ("groq", "Stream"),
+        ("groq", "AsyncStream"),
+        ("mistralai", "EventStream"),
+        ("mistralai", "EventStreamAsync"),
+        ("botocore", "EventStream"),
+    }
+)
+_stream_types: dict[type, bool] = {}
+
+
+def is_stream(obj: object) -> bool:
+    """Tell whether a step returned a live stream: an SDK stream object or a generator."""
+    kind = type(obj)
+    known = _stream_types.get(kind)
+    if known is None:
+        root = kind.__module__.split(".", 1)[0]
+        known = (
+            (root, kind.__name__) in _SDK_STREAM_CLASSES
+            or inspect.isgenerator(obj)
+            or inspect.isasyncgen(obj)
+        )
+        _stream_types[kind] = known
+    return known
+
+
+def wrap_returned_stream(
+    stream: Any,
+    options: metering._StepOptions,
+    begun: tuple[int, int, int | None, metering.Meter | None],
+    started_ns: int,
+) -> Any:
+    """Wrap a stream that a metered step returned, so its turn is recorded when it ends."""
+    turn = _StreamTurn(options.provider, options, begun, started_ns)
+    if hasattr(stream, "__aiter__") or (
+        hasattr(stream, "__aenter__") and not hasattr(stream, "__iter__")
+    ):
+        return AsyncMeteredStream(stream, turn)
+    return MeteredStream(stream, turn)
+
+
 MeteredStream.__module__ = "tokenmeter"
 AsyncMeteredStream.__module__ = "tokenmeter"
 
@@ -275,10 +330,8 @@ def metered_stream(
         dict(metadata) if metadata else None,
     )
     turn = _StreamTurn(provider, options)
-    if (
-        hasattr(stream, "__aiter__")
-        or (hasattr(stream, "__aenter__")
-        and not hasattr(stream, "__iter__"))
+    if hasattr(stream, "__aiter__") or (
+        hasattr(stream, "__aenter__") and not hasattr(stream, "__iter__")
     ):
         return AsyncMeteredStream(stream, turn)
     return MeteredStream(stream, turn)
