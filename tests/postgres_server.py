@@ -136,6 +136,9 @@ class LocalPostgres:
 
     def __init__(self, bin_dir: Path | None = None) -> None:
         self.bin_dir = bin_dir if bin_dir is not None else find_postgres_bin()
+        problem = _bin_dir_problem(self.bin_dir)
+        if problem is not None:
+            raise PostgresUnavailable(f"cannot start a test server: {problem}")
         self.root = Path(tempfile.mkdtemp(prefix="tokenmeter-pg-", dir=tempfile.gettempdir()))
         self.data_dir = self.root / "data"
         self.socket_dir = self.root / "socket"
@@ -143,9 +146,13 @@ class LocalPostgres:
         self._run_as: pwd.struct_passwd | None = None
         self._initialized = False
 
-        self.socket_dir.mkdir()
-        if os.geteuid() == 0:
-            self._prepare_unprivileged_user()
+        try:
+            self.socket_dir.mkdir()
+            if os.geteuid() == 0:
+                self._prepare_unprivileged_user()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
     def _prepare_unprivileged_user(self) -> None:
         try:
@@ -274,7 +281,11 @@ class LocalPostgres:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> LocalPostgres:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
         return self
 
     def __exit__(

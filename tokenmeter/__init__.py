@@ -6,7 +6,7 @@ and delivers one `UsageRecord` per turn to the configured sinks from a backgroun
 """
 
 from tokenmeter._api import aflush, configure, flush, shutdown, stats
-from tokenmeter.delivery import DeliveryStats, SinkStats
+from tokenmeter.delivery import DeliveryStats, SinkStats, flush_on_signal
 from tokenmeter.extract import extract_stream_usage, extract_usage
 from tokenmeter.metering import Meter, meter, metered_turn
 from tokenmeter.pricing import estimate_cost
@@ -44,6 +44,7 @@ __all__ = [
     "extract_stream_usage",
     "extract_usage",
     "flush",
+    "flush_on_signal",
     "iter_jsonl",
     "meter",
     "metered_stream",

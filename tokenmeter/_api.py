@@ -82,6 +82,7 @@ def configure(
     flush_interval_s: float | None = None,
     flush_timeout_s: float | None = None,
     max_queue: int | None = None,
+    max_queue_bytes: int | None = None,
     retry_attempts: int | None = None,
     retry_initial_s: float | None = None,
     retry_max_s: float | None = None,
@@ -103,6 +104,8 @@ def configure(
         flush_interval_s: Longest time a record waits for its batch to fill, in seconds.
         flush_timeout_s: Longest time `shutdown()` and interpreter exit wait for delivery.
         max_queue: Records held in memory per sink before the oldest are spooled.
+        max_queue_bytes: Estimated bytes of records held in memory per sink before the
+            oldest are spooled.
         retry_attempts: Write attempts per batch before it is spooled.
         retry_initial_s: First backoff between write attempts, in seconds; it doubles.
         retry_max_s: Longest backoff between write attempts, in seconds.
@@ -122,6 +125,7 @@ def configure(
         ("flush_interval_s", flush_interval_s, float, False),
         ("flush_timeout_s", flush_timeout_s, float, True),
         ("max_queue", max_queue, int, False),
+        ("max_queue_bytes", max_queue_bytes, int, False),
         ("retry_attempts", retry_attempts, int, False),
         ("retry_initial_s", retry_initial_s, float, True),
         ("retry_max_s", retry_max_s, float, True),

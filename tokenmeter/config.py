@@ -42,6 +42,9 @@ class Settings:
     """Longest wait for delivery at exit before spooling. `TOKENMETER_FLUSH_TIMEOUT`."""
     max_queue: int = 100_000
     """Records held in memory per sink before the oldest go to the spool. `TOKENMETER_MAX_QUEUE`."""
+    max_queue_bytes: int = 256 * 1024 * 1024
+    """Estimated bytes of records held in memory per sink before the oldest go to the spool.
+    `TOKENMETER_MAX_QUEUE_BYTES`."""
     retry_attempts: int = 5
     """Write attempts per batch before it is spooled. `TOKENMETER_RETRY_ATTEMPTS`."""
     retry_initial_s: float = 0.2
@@ -119,6 +122,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             env, "TOKENMETER_FLUSH_TIMEOUT", float, defaults.flush_timeout_s, 0.0
         ),
         max_queue=_parse_number(env, "TOKENMETER_MAX_QUEUE", int, defaults.max_queue, 1),
+        max_queue_bytes=_parse_number(
+            env, "TOKENMETER_MAX_QUEUE_BYTES", int, defaults.max_queue_bytes, 1
+        ),
         retry_attempts=_parse_number(
             env, "TOKENMETER_RETRY_ATTEMPTS", int, defaults.retry_attempts, 1
         ),

@@ -14,7 +14,10 @@ import atexit
 import contextlib
 import hashlib
 import logging
+import math
 import os
+import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -23,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import anyio.lowlevel
 from tenacity import (
     AsyncRetrying,
@@ -40,7 +42,7 @@ from tokenmeter.records import UsageRecord
 from tokenmeter.sinks.base import Sink
 from tokenmeter.spool import Spool
 
-__all__ = ["DeliveryStats", "Engine", "SinkStats", "get_engine"]
+__all__ = ["DeliveryStats", "Engine", "SinkStats", "flush_on_signal", "get_engine"]
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
@@ -61,6 +63,9 @@ class SinkStats:
     dropped: dict[str, int] = field(default_factory=dict)
     """Records lost, by reason: only when the spool could not be written either."""
     pending: int = 0
+    """Records accepted but not yet written, spooled or dropped."""
+    pending_bytes: int = 0
+    """Estimated memory of the records waiting in the queue."""
     last_error: str | None = None
 
 
@@ -97,7 +102,9 @@ class _Channel:
         self.sink = sink
         self.label = label
         self.spool = spool
-        self.pending: deque[UsageRecord] = deque()
+        self.pending: deque[tuple[UsageRecord, int]] = deque()
+        """Records waiting for this sink, each with its estimated size in bytes."""
+        self.pending_bytes = 0
         self.in_flight = 0
         self.settled = 0
         """Records written, spooled or dropped so far, in arrival order."""
@@ -290,6 +297,7 @@ class Engine:
             snapshot = SinkStats(**vars(channel.stats))
             snapshot.dropped = dict(channel.stats.dropped)
             snapshot.pending = len(channel.pending) + channel.in_flight
+            snapshot.pending_bytes = channel.pending_bytes
             sinks[channel.label] = snapshot
         return DeliveryStats(
             state=self._state,
@@ -433,17 +441,31 @@ class Engine:
                 logger.debug("record build failure", exc_info=True)
         self._drained += taken
         if records:
+            sized = [(record, _estimate_bytes(record)) for record in records]
+            added_bytes = sum(size for _, size in sized)
             for channel in self._channels:
-                channel.pending.extend(records)
+                channel.pending.extend(sized)
+                channel.pending_bytes += added_bytes
                 self._spill_overflow(channel)
                 channel.wake.set()
         return taken
 
     def _spill_overflow(self, channel: _Channel) -> None:
-        overflow = len(channel.pending) - self.settings.max_queue
-        if overflow <= 0:
+        """Send the oldest pending records to the spool while the queue is over its bounds."""
+        settings = self.settings
+        if (
+            len(channel.pending) <= settings.max_queue
+            and channel.pending_bytes <= settings.max_queue_bytes
+        ):
             return
-        spilled = [channel.pending.popleft() for _ in range(overflow)]
+        spilled: list[UsageRecord] = []
+        while channel.pending and (
+            len(channel.pending) > settings.max_queue
+            or channel.pending_bytes > settings.max_queue_bytes
+        ):
+            record, size = channel.pending.popleft()
+            channel.pending_bytes -= size
+            spilled.append(record)
         channel.in_flight += len(spilled)
         self._loop_spawn(self._spool_batch(channel, spilled, reason="queue full"))
 
@@ -472,14 +494,17 @@ class Engine:
             if not channel.pending:
                 if self._stopping:
                     return
-                await channel.wake.wait()
+                # With batches in the spool, wake now and then to replay them even when no
+                # new records arrive to show that the sink is back.
+                waiting_spool = channel.spool.has_files()
+                with anyio.move_on_after(_REPLAY_INTERVAL_S if waiting_spool else math.inf):
+                    await channel.wake.wait()
                 channel.wake.clear()
+                if waiting_spool and not channel.pending and not self._stopping:
+                    await self._replay(channel)
                 continue
 
-            batch = [
-                channel.pending.popleft()
-                for _ in range(min(self.settings.batch_size, len(channel.pending)))
-            ]
+            batch = self._take_batch(channel)
             channel.in_flight += len(batch)
             if self._abort:
                 await self._spool_batch(channel, batch, reason="shutdown timeout")
@@ -493,6 +518,17 @@ class Engine:
                     await self._replay(channel)
             else:
                 await self._spool_batch(channel, batch, reason="retries exhausted")
+
+    def _take_batch(self, channel: _Channel) -> list[UsageRecord]:
+        size = min(self.settings.batch_size, len(channel.pending))
+        batch = []
+        taken_bytes = 0
+        for _ in range(size):
+            record, record_bytes = channel.pending.popleft()
+            batch.append(record)
+            taken_bytes += record_bytes
+        channel.pending_bytes -= taken_bytes
+        return batch
 
     def _settle(self, channel: _Channel, count: int) -> None:
         channel.in_flight -= count
@@ -602,6 +638,20 @@ class Engine:
 
 
 _background_tasks: set[asyncio.Task[Any]] = set()
+_REPLAY_INTERVAL_S = 30.0
+_RECORD_BASE_BYTES = 4000
+"""About what tracemalloc counted per record (3,965 bytes) for one-model records without tags
+or metadata, built from OpenAI chat completions on CPython 3.11."""
+
+
+def _estimate_bytes(record: UsageRecord) -> int:
+    # An estimate, not a measurement: exact sizes would cost more than building the record.
+    size = _RECORD_BASE_BYTES + 1500 * (len(record.by_model) - 1) + 60 * len(record.tags)
+    if record.metadata:
+        size += 4 * len(repr(record.metadata))
+    return size
+
+
 _DRAIN_CHUNK = 500
 
 _engine: Engine | None = None
@@ -650,13 +700,53 @@ def _shutdown_at_exit() -> None:
         engine.shutdown()
 
 
+def flush_on_signal(
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM,), timeout: float | None = None
+) -> None:
+    """On each of `signals`, deliver or spool pending records, then let the signal proceed.
+
+    Python's default SIGTERM handling ends the process without running exit handlers, so
+    records still queued would be lost. The installed handler calls `shutdown(timeout)`
+    (default: `TOKENMETER_FLUSH_TIMEOUT`), then the handler that was there before, or, if
+    that was the default action, restores it and sends the signal again.
+
+    Call it from the main thread, as Python requires for signal handlers.
+
+    Raises:
+        ValueError: if called from another thread than the main thread.
+    """
+    for signum in signals:
+        previous = signal.getsignal(signum)
+
+        def handler(
+            received: int, frame: Any, previous: Any = previous, signum: signal.Signals = signum
+        ) -> None:
+            engine = _engine
+            if engine is not None:
+                engine.shutdown(timeout)
+            if callable(previous):
+                previous(received, frame)
+            elif previous == signal.SIG_IGN:
+                return
+            else:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        signal.signal(signum, handler)
+
+
 def _after_fork_in_child() -> None:
     # The parent's thread and loop do not exist in the child, and its queued turns are the
     # parent's to deliver: the child starts empty with a fresh engine and the same settings.
-    global _engine, _engine_lock
+    global _engine, _engine_lock, _exit_handler_registered
     _engine_lock = threading.Lock()
     if _engine is not None:
         _engine = Engine(_engine.settings)
+    multiprocessing_util = sys.modules.get("multiprocessing.util")
+    if multiprocessing_util is not None:
+        # multiprocessing's forked children end with os._exit(), which skips atexit
+        # handlers, but they run multiprocessing's own finalizers first.
+        multiprocessing_util.Finalize(None, _shutdown_at_exit, exitpriority=100)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

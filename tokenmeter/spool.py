@@ -72,6 +72,7 @@ class Spool:
         """Yield spooled batch files, oldest first, each renamed so no other process takes it."""
         try:
             names = sorted(self.directory.glob("batch-*.jsonl"))
+            names += sorted(self._orphaned_claims())
         except OSError:
             return
         for path in names:
@@ -82,6 +83,21 @@ class Spool:
                 continue  # another process claimed it first
             yield claimed
         self._known_empty = False
+
+    def _orphaned_claims(self) -> list[Path]:
+        """Files claimed by processes that died before replaying them, under their old names."""
+        orphans = []
+        for claimed in self.directory.glob("batch-*.jsonl.claimed-*"):
+            pid_text = claimed.name.rsplit(".claimed-", 1)[1]
+            if not pid_text.isdigit() or _process_alive(int(pid_text)):
+                continue
+            original = claimed.with_name(claimed.name.rsplit(".claimed-", 1)[0])
+            try:
+                os.replace(claimed, original)
+            except OSError:
+                continue
+            orphans.append(original)
+        return orphans
 
     @staticmethod
     def _read_sync(path: Path) -> list[UsageRecord]:
@@ -121,6 +137,18 @@ class Spool:
             with open(path, "rb") as file:
                 total += sum(1 for line in file if line.strip())
         return total
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def iter_spools(root: Path) -> Iterator[tuple[str, str, int, int]]:

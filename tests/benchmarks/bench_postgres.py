@@ -4,7 +4,8 @@ Both paths write the same records in batches of the same size into tables create
 migration (primary key and three indexes), in one process, alternating rounds, with both
 tables emptied before each round. The sink's time includes turning records into rows; the
 bare COPY gets rows made in advance and no deduplication. The server is the one of
-TOKENMETER_TEST_POSTGRES_DSN, or a throwaway local one (see tests/postgres_server.py).
+TOKENMETER_TEST_POSTGRES_DSN, or a throwaway local one with `fsync=off` (see
+tests/postgres_server.py).
 
 Run: python -m tests.benchmarks bench_postgres
   or python tests/benchmarks/bench_postgres.py --records 200000 --batch-size 200 1000 5000

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ import asyncpg
 import pytest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+import tokenmeter
 from tests.postgres_server import LocalPostgres, shared_postgres_dsn, with_query
 from tokenmeter.records import ModelUsage, UsageRecord
 from tokenmeter.sinks import Sink, open_sink
@@ -32,6 +34,7 @@ from tokenmeter.sinks.postgres import (
     PostgresSink,
     record_from_row,
 )
+from tokenmeter.usage import Usage
 
 if TYPE_CHECKING:
     from tests.sinks.conftest import RecordFactory
@@ -843,3 +846,27 @@ async def test_restart_mid_stream_stores_each_record_once(
     assert failures >= 1
     assert len(stored) == len(acknowledged)
     assert {record.id for record in stored} == {record.id for record in acknowledged}
+
+
+# --- through tokenmeter ----------------------------------------------------------------------
+
+
+def test_metered_turns_reach_table(
+    dsn: str, postgres_dsn: str, schema: str, tmp_path: Path
+) -> None:
+    tokenmeter.configure(sink=with_query(dsn, schema=schema), spool_dir=tmp_path / "spool")
+    for agent in ("planner", "writer"):
+        with tokenmeter.meter(agent=agent, tags=["e2e"]) as turn:
+            turn.add(Usage(input_tokens=1200, output_tokens=300), model="gpt-4o", provider="openai")
+
+    assert tokenmeter.flush(timeout=30)
+
+    stored = run_in_new_loop(stored_records(postgres_dsn, schema))
+    assert sorted(record.agent or "" for record in stored) == ["planner", "writer"]
+    for record in stored:
+        assert record.input_tokens == 1200
+        assert record.output_tokens == 300
+        assert record.tags == ["e2e"]
+        assert record.cost_usd is not None
+        assert record.cost_usd > 0
+    assert tokenmeter.stats().spooled == 0

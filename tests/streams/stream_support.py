@@ -1,0 +1,205 @@
+"""A local SSE server that replays recorded provider streams, and the payloads it replays."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from decimal import Decimal
+from typing import Any
+
+import tokenmeter
+from tokenmeter import Usage, UsageRecord
+from tokenmeter.testing import MemorySink
+
+PAYLOADS = Path(__file__).parent.parent / "fixtures" / "payloads"
+MANIFEST: list[dict[str, Any]] = json.loads((PAYLOADS / "MANIFEST.json").read_text())
+
+DONE = "[DONE]"
+"""The sentinel that ends an OpenAI chat stream; payload files list it as a plain string."""
+
+
+def load(name: str) -> Any:
+    """Return the parsed JSON of one recorded payload file."""
+    return json.loads((PAYLOADS / name).read_text())
+
+
+def expected_usage(name: str) -> Usage:
+    """Return the usage the manifest expects from one payload file (the five token fields)."""
+    entry = next(entry for entry in MANIFEST if entry["file"] == name)
+    return Usage(**entry["expected"])
+
+
+def record_usage(record: UsageRecord) -> Usage:
+    """Return the five token fields of a record as a `Usage`, to compare with the manifest."""
+    assert record.input_tokens is not None
+    assert record.output_tokens is not None
+    assert record.cache_read_tokens is not None
+    assert record.cache_write_tokens is not None
+    assert record.reasoning_tokens is not None
+    return Usage(
+        record.input_tokens,
+        record.output_tokens,
+        cache_read_tokens=record.cache_read_tokens,
+        cache_write_tokens=record.cache_write_tokens,
+        reasoning_tokens=record.reasoning_tokens,
+    )
+
+
+def sse_frames(events: list[Any], *, named: bool) -> list[bytes]:
+    """Encode events as Server-Sent Events, one frame each.
+
+    Args:
+        events: JSON objects, or the `[DONE]` string of OpenAI chat streams.
+        named: Whether each frame gets an `event:` line from the object's `type`, as
+            Anthropic and the Responses API send it.
+    """
+    frames = []
+    for event in events:
+        if event == DONE:
+            frames.append(b"data: [DONE]\n\n")
+            continue
+        head = f"event: {event['type']}\n" if named else ""
+        frames.append(f"{head}data: {json.dumps(event)}\n\n".encode())
+    return frames
+
+
+@dataclass
+class Reply:
+    """One queued response: SSE frames, sent whole or cut off after `drop_after` of them."""
+
+    frames: list[bytes]
+    drop_after: int | None = None
+
+
+@dataclass
+class ReceivedRequest:
+    """A request the server received: its path with the query string, and its JSON body."""
+
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class SSEServer:
+    """HTTP/1.1 server on 127.0.0.1 that answers each POST with the next queued `Reply`.
+
+    Replies go out with chunked transfer encoding, one chunk per frame, so a reply cut off
+    with `drop_after` reaches the client as a body that ends before its last chunk.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="tokenmeter-test-sse",
+            daemon=True,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def reply(self, frames: list[bytes], *, drop_after: int | None = None) -> None:
+        """Queue the response to the next request."""
+        with self._lock:
+            self._replies.append(Reply(frames, drop_after))
+
+    def next_reply(self, request: ReceivedRequest) -> Reply | None:
+        with self._lock:
+            self.requests.append(request)
+            return self._replies.popleft() if self._replies else None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+
+def _make_handler(server: SSEServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else {}
+            request = ReceivedRequest(self.path, body, dict(self.headers.items()))
+            reply = server.next_reply(request)
+            if reply is None:
+                self._send_error(500, "no reply queued for this request")
+                return
+
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            for number, frame in enumerate(reply.frames):
+                if reply.drop_after is not None and number >= reply.drop_after:
+                    # Half-close the socket so the client sees the body end mid-stream.
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_WR)
+                    self.close_connection = True
+                    return
+                self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        def _send_error(self, status: int, message: str) -> None:
+            body = json.dumps({"error": {"message": message}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
+
+
+def records_of(sink: MemorySink) -> list[UsageRecord]:
+    """Return the records delivered so far, after waiting for the delivery thread."""
+    assert tokenmeter.flush(timeout=10)
+    return list(sink.records)
+
+
+async def arecords_of(sink: MemorySink) -> list[UsageRecord]:
+    """Return the records delivered so far, awaiting the delivery thread (asyncio or trio)."""
+    assert await tokenmeter.aflush(timeout=10)
+    return list(sink.records)
+
+
+def only_record(records: list[UsageRecord]) -> UsageRecord:
+    """Return the single record of a list, failing with the list when there is not one."""
+    assert len(records) == 1, records
+    return records[0]
+
+
+def expected_cost(events: list[Any], model: str, provider: str) -> Decimal:
+    """Return what `estimate_cost` charges for the usage of a recorded stream."""
+    usage = tokenmeter.extract_stream_usage(events, provider)
+    assert usage is not None
+    cost = tokenmeter.estimate_cost(usage, model, provider)
+    assert cost is not None
+    return cost.total_usd
+
+
+def dumps(items: list[Any]) -> list[Any]:
+    """Return SDK objects as JSON-like data, to compare two runs of a stream."""
+    return [item.model_dump(mode="json") for item in items]
