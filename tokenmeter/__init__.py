@@ -1,8 +1,8 @@
 """tokenmeter: meter what every LLM agent, turn and model costs.
 
-Decorate agent steps with `metered_turn`, or wrap a tool-calling loop in `meter()`; tokenmeter
-reads the token usage out of what the provider returned, prices each round with genai-prices,
-and delivers one `UsageRecord` per turn to the configured sinks from a background thread.
+Decorate agent steps with `metered_turn`, or wrap a tool-calling loop in `meter()`. tokenmeter
+reads the token usage out of what the provider returned and prices each round with
+genai-prices. A background thread delivers one `UsageRecord` per turn to the configured sinks.
 """
 
 from tokenmeter._api import aflush, configure, flush, shutdown, stats

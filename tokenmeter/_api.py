@@ -101,15 +101,15 @@ def configure(
             `stdout:json`, `none`), a comma-separated string of URLs, a `Sink` object, or a
             list mixing URLs and objects. Each record goes to every sink.
         batch_size: Records per sink write.
-        flush_interval_s: Longest time a record waits for its batch to fill, in seconds.
-        flush_timeout_s: Longest time `shutdown()` and interpreter exit wait for delivery.
+        flush_interval_s: Maximum time a record waits for its batch to fill, in seconds.
+        flush_timeout_s: Maximum time `shutdown()` and interpreter exit wait for delivery.
         max_queue: Records held in memory per sink before the oldest are spooled.
         max_queue_bytes: Estimated bytes of records held in memory per sink before the
             oldest are spooled.
         retry_attempts: Write attempts per batch before it is spooled.
         retry_initial_s: First backoff between write attempts, in seconds; it doubles.
-        retry_max_s: Longest backoff between write attempts, in seconds.
-        write_timeout_s: Longest time one write attempt may take, in seconds.
+        retry_max_s: Maximum backoff between write attempts, in seconds.
+        write_timeout_s: Maximum time one write attempt may take, in seconds.
         spool_dir: Directory for batches no sink could take.
         enabled: False turns metering off: decorated functions run unmetered.
         prices: A TOML file of price overrides, or the same data as a mapping.

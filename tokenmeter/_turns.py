@@ -60,8 +60,8 @@ def read_round(
 ) -> tuple[Usage | None, str | None, str | None]:
     """Read one round's usage, model and provider; on failure, log and return no usage.
 
-    `model` and `provider` are the ones named explicitly for the round; they win over what
-    the response says. `provider` also tells the reader how to interpret the counts.
+    `model` and `provider` are the ones named explicitly for the round; they win over the
+    response's own values. `provider` also tells the reader how to interpret the counts.
     """
     if type(obj) is Usage:
         return (obj, model, provider)
@@ -138,7 +138,7 @@ def new_id() -> int:
 
 
 class TurnOptions:
-    """What a decorator or meter was configured with, shared by all its turns."""
+    """The options of a decorator or meter, shared by all its turns."""
 
     __slots__ = ("agent", "metadata", "model", "name", "provider", "tags")
 
@@ -160,7 +160,7 @@ class TurnOptions:
 
 
 class TurnEvent:
-    """What the caller hands to the delivery thread: raw counts, no pricing, no validation."""
+    """One finished turn as the caller queues it: raw counts, no pricing, no validation."""
 
     __slots__ = (
         "duration_ns",

@@ -26,7 +26,7 @@ def _default_spool_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """How records are batched, retried, spooled and flushed.
+    """Delivery settings: batching, retries, spooling and flushing.
 
     Every field has an environment variable, named in its comment, and a `configure()`
     keyword of the same name.
@@ -37,9 +37,9 @@ class Settings:
     batch_size: int = 200
     """Records per sink write. `TOKENMETER_BATCH_SIZE`."""
     flush_interval_s: float = 1.0
-    """Longest time a record waits for its batch to fill. `TOKENMETER_FLUSH_INTERVAL`."""
+    """Maximum time a record waits for its batch to fill. `TOKENMETER_FLUSH_INTERVAL`."""
     flush_timeout_s: float = 5.0
-    """Longest wait for delivery at exit before spooling. `TOKENMETER_FLUSH_TIMEOUT`."""
+    """Maximum wait for delivery at exit before spooling. `TOKENMETER_FLUSH_TIMEOUT`."""
     max_queue: int = 100_000
     """Records held in memory per sink before the oldest go to the spool. `TOKENMETER_MAX_QUEUE`."""
     max_queue_bytes: int = 256 * 1024 * 1024
@@ -50,11 +50,11 @@ class Settings:
     retry_initial_s: float = 0.2
     """First backoff between attempts; it doubles, with jitter. `TOKENMETER_RETRY_INITIAL`."""
     retry_max_s: float = 10.0
-    """Longest backoff between attempts. `TOKENMETER_RETRY_MAX`."""
+    """Maximum backoff between attempts. `TOKENMETER_RETRY_MAX`."""
     write_timeout_s: float = 30.0
-    """Longest one write attempt may take before it counts as failed. `TOKENMETER_WRITE_TIMEOUT`."""
+    """Maximum time one write attempt may take before it counts as failed. `TOKENMETER_WRITE_TIMEOUT`."""
     spool_dir: Path = field(default_factory=_default_spool_dir)
-    """Where undeliverable batches wait for replay. `TOKENMETER_SPOOL_DIR`."""
+    """Directory where undeliverable batches wait for replay. `TOKENMETER_SPOOL_DIR`."""
     enabled: bool = True
     """`TOKENMETER_DISABLED=1` turns metering off: no records, no thread."""
 

@@ -462,9 +462,11 @@ def metered_turn(
     """Meter every call of an agent step: one record per call, in the background.
 
     Use it bare (`@metered_turn`) or with options. The step may be a sync or async function
-    or generator. Its return value, an `AgentTurn`, a provider response (SDK object or
-    dict) or anything with a `usage` attribute, is read for token usage and returned
-    untouched; its exceptions propagate untouched and are recorded with `status="error"`.
+    or generator. Its return value is read for token usage: an `AgentTurn`, a provider
+    response (SDK object or dict), or anything with a `usage` attribute. The value is
+    returned untouched, except a live stream, which comes back wrapped so that its usage
+    can be read when it ends. Exceptions propagate untouched and are recorded with
+    `status="error"`.
 
     Args:
         agent: Name of the agent the step belongs to, for reports.
@@ -674,15 +676,15 @@ class Meter:
         with self._lock:
             self._state = "closed"
             rounds = list(self._rounds)
-        # ValueError: exited in another context than it was entered in (a different task);
-        # the context var goes back to its previous value when that context ends anyway.
+        # ValueError means the block exited in another context (task) than it entered in.
+        # The context var then returns to its previous value when that context ends.
         with contextlib.suppress(ValueError):
             _current.reset(self._token)
         if error is None:
             status, error_type = "ok", None
         else:
             status, error_type = _status_of(error), type(error).__name__
-        # Children already told the enclosing meter about their own rounds.
+        # Children already reported their own rounds to the enclosing meter.
         _emit(
             self._options,
             self._id,

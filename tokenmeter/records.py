@@ -102,7 +102,7 @@ class UsageRecord(BaseModel):
 
     Token fields sum the turn's measured rounds; they are `None` when no round reported
     usage, because unknown is not zero. `cost_usd` is `None` when some measured round could
-    not be priced; `price_status` says why.
+    not be priced; `price_status` gives the reason.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")

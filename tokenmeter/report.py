@@ -1,31 +1,64 @@
-"""`tokenmeter report`: tokens and cost grouped by agent, model, provider, tag or day."""
+"""`tokenmeter report`: tokens and cost grouped by agent, model, provider, tag, day or status."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
-import os
 import re
+import sqlite3
 import sys
+import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, Literal, TextIO
 
-from tokenmeter.records import UsageRecord
+from tokenmeter.records import ModelUsage, UsageRecord
+from tokenmeter.sinks.urls import ACCEPTED_FORMS, is_jsonl_url, mask_url, sink_scheme
 
-__all__ = ["GROUP_KEYS", "ReportRow", "parse_time", "run_report", "summarize"]
+__all__ = [
+    "FORMATS",
+    "GROUP_KEYS",
+    "ReportRow",
+    "Summary",
+    "format_table",
+    "iter_source",
+    "parse_group_keys",
+    "parse_time",
+    "run_report",
+    "summarize",
+    "write_report",
+]
 
 GROUP_KEYS = ("agent", "model", "provider", "tag", "day", "status")
+"""What `--by` accepts. `day` is the UTC date of the turn's start."""
+
+FORMATS = ("table", "json", "csv")
+
+TABLE_WIDTH = 80
+"""Columns of the terminal the text table is laid out for."""
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+"""Invalid arguments, or a source that cannot be read or holds no records."""
+
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_MAX_UNPRICED_MODELS = 20
+_NO_VALUE = "(none)"
+_UNTAGGED = "(untagged)"
+
+PriceState = Literal["priced", "unpriced", "unmeasured"]
 
 
 def parse_time(value: str, *, now: datetime | None = None) -> datetime:
-    """Parse `7d`, `12h`, `30m` (that long before now) or an ISO 8601 date or time, in UTC.
+    """Parse `7d`, `12h`, `30m`, `90s`, `2w` (that long before now) or an ISO 8601 date or time.
+
+    A date or time without a time zone is taken as UTC. The result is in UTC.
 
     Raises:
         ValueError: naming the value and the accepted forms.
@@ -35,276 +68,619 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
     if match:
         amount, unit = float(match.group(1)), match.group(2).lower()
         return now - timedelta(**{_UNITS[unit]: amount})
+
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(
-            f"invalid time {value!r}: expected a duration before now such as 7d, 12h, 30m, 90s, "
-            "2w, or an ISO 8601 date or time such as 2026-05-01 or 2026-05-01T12:00:00+00:00"
+            f"invalid time {value!r}: expected a duration before now such as 7d, 12h, 30m, "
+            "90s or 2w, or an ISO 8601 date or time such as 2026-05-01 or "
+            "2026-05-01T12:00:00+00:00"
         ) from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
 
 
+def parse_group_keys(value: str) -> tuple[str, ...]:
+    """Parse a comma-separated `--by` value such as `agent,model`.
+
+    Raises:
+        ValueError: if a key is unknown, repeated, or none is given.
+    """
+    keys = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    accepted = ", ".join(GROUP_KEYS)
+    if not keys:
+        raise ValueError(f"invalid --by value {value!r}: expected one or more of {accepted}")
+    for key in keys:
+        if key not in GROUP_KEYS:
+            raise ValueError(f"invalid --by value {value!r}: {key!r} is not one of {accepted}")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"invalid --by value {value!r}: a key appears twice")
+    return keys
+
+
 @dataclass
 class ReportRow:
-    """Totals of one group of turns."""
+    """Totals of one group of turns.
+
+    A turn is a record with at least one LLM call (round). Token counts include the turns
+    whose cost is unknown; `cost_usd` and the per-turn figures cover priced turns only.
+    """
 
     key: tuple[str, ...]
     turns: int = 0
     rounds: int = 0
     input_tokens: int = 0
+    """Every prompt-side token, cache reads and writes included."""
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     output_tokens: int = 0
+    """Every completion-side token, reasoning included."""
     reasoning_tokens: int = 0
-    cost_usd: Decimal = field(default_factory=Decimal)
-    """Cost of the priced turns only."""
+    priced_cost_usd: Decimal = field(default_factory=Decimal)
+    """Sum of the priced turns' costs."""
     priced_turns: int = 0
     unpriced_turns: int = 0
-    """Turns with tokens but no price: their cost is unknown, never counted as zero."""
+    """Turns with usage whose model has no price: their cost is unknown, never counted as 0."""
+    unmeasured_turns: int = 0
+    """Turns whose LLM calls reported no usage at all."""
     errors: int = 0
+    """Turns whose code raised (`status="error"`)."""
 
     @property
-    def cost_per_turn(self) -> Decimal | None:
+    def cost_usd(self) -> Decimal | None:
+        """Cost of the priced turns, or `None` when no turn of the group is priced."""
+        return self.priced_cost_usd if self.priced_turns else None
+
+    @property
+    def cost_per_turn_usd(self) -> Decimal | None:
+        """Mean cost of a priced turn, or `None` when no turn of the group is priced."""
         if not self.priced_turns:
             return None
-        return self.cost_usd / self.priced_turns
+        return self.priced_cost_usd / self.priced_turns
 
-    def add(self, record: UsageRecord, *, tokens: Any, cost: Decimal | None, rounds: int) -> None:
+    @property
+    def cost_per_1k_turns_usd(self) -> Decimal | None:
+        """`cost_per_turn_usd` times 1,000."""
+        per_turn = self.cost_per_turn_usd
+        return None if per_turn is None else per_turn * 1000
+
+    @property
+    def cost_unknown_turns(self) -> int:
+        """Turns left out of `cost_usd`: unpriced plus unmeasured."""
+        return self.unpriced_turns + self.unmeasured_turns
+
+    def add(self, part: UsageRecord | ModelUsage, status: str, price: PriceState) -> None:
+        """Count one turn, or the part of a turn that one model served."""
         self.turns += 1
-        self.rounds += rounds
-        self.input_tokens += tokens.input_tokens or 0
-        self.cache_read_tokens += tokens.cache_read_tokens or 0
-        self.cache_write_tokens += tokens.cache_write_tokens or 0
-        self.output_tokens += tokens.output_tokens or 0
-        self.reasoning_tokens += tokens.reasoning_tokens or 0
-        if record.status == "error":
+        self.rounds += part.rounds
+        self.input_tokens += part.input_tokens or 0
+        self.cache_read_tokens += part.cache_read_tokens or 0
+        self.cache_write_tokens += part.cache_write_tokens or 0
+        self.output_tokens += part.output_tokens or 0
+        self.reasoning_tokens += part.reasoning_tokens or 0
+        if status == "error":
             self.errors += 1
-        if cost is not None:
-            self.cost_usd += cost
+
+        if price == "priced" and part.cost_usd is not None:
+            self.priced_cost_usd += part.cost_usd
             self.priced_turns += 1
-        elif tokens.input_tokens is not None:
+        elif price == "unmeasured":
+            self.unmeasured_turns += 1
+        else:
             self.unpriced_turns += 1
 
 
-def _record_keys(
-    record: UsageRecord, by: Sequence[str], model: str | None, provider: str | None
-) -> Iterator[tuple[str, ...]]:
-    tags = record.tags or ["(untagged)"]
-    keys: list[list[str]] = []
-    for name in by:
-        if name == "agent":
-            keys.append([record.agent or "(none)"])
-        elif name == "model":
-            keys.append([model or "(none)"])
-        elif name == "provider":
-            keys.append([provider or "(none)"])
-        elif name == "tag":
-            keys.append(list(tags))
-        elif name == "day":
-            keys.append([record.timestamp.date().isoformat()])
-        elif name == "status":
-            keys.append([record.status])
-    combos: list[tuple[str, ...]] = [()]
-    for options in keys:
-        combos = [(*combo, option) for combo in combos for option in options]
-    yield from combos
+def _record_price(record: UsageRecord) -> PriceState:
+    if record.cost_usd is not None:
+        return "priced"
+    if record.price_status == "unmeasured" or record.input_tokens is None:
+        return "unmeasured"
+    return "unpriced"
 
 
-def summarize(
-    records: Iterable[UsageRecord], by: Sequence[str]
-) -> tuple[list[ReportRow], ReportRow]:
-    """Group records and total them; returns the rows, sorted by cost, and the grand total.
+def _part_price(part: ModelUsage) -> PriceState:
+    if part.cost_usd is not None:
+        return "priced"
+    # A model's rounds that reported no usage are stored with zero tokens and no cost.
+    if part.input_tokens == 0 and part.output_tokens == 0:
+        return "unmeasured"
+    return "unpriced"
 
-    Grouping by model or provider splits a turn that used several models into its per-model
-    parts, so each model carries only its own tokens and cost. Grouping by tag counts a turn
-    once under each of its tags, so those rows can add up to more than the total.
+
+class Summary:
+    """Totals of a stream of records grouped by `by`, built one record at a time.
+
+    Memory grows with the number of groups, not of records.
     """
-    for name in by:
-        if name not in GROUP_KEYS:
-            raise ValueError(
-                f"invalid --by value {name!r}: expected some of {', '.join(GROUP_KEYS)}"
-            )
-    split_models = "model" in by or "provider" in by
-    rows: dict[tuple[str, ...], ReportRow] = {}
-    total = ReportRow(key=("total",))
 
-    for record in records:
-        total.add(record, tokens=record, cost=record.cost_usd, rounds=record.rounds)
-        parts: list[tuple[Any, Decimal | None, str | None, str | None, int]]
-        if split_models and record.by_model:
-            parts = [
-                (
-                    part,
-                    part.cost_usd
-                    if part.input_tokens or part.output_tokens or part.cost_usd is not None
-                    else None,
-                    part.model,
-                    part.provider,
-                    part.rounds,
+    def __init__(self, by: Sequence[str]) -> None:
+        self.by = tuple(by)
+        for key in self.by:
+            if key not in GROUP_KEYS:
+                raise ValueError(
+                    f"invalid group key {key!r}: expected one of {', '.join(GROUP_KEYS)}"
                 )
-                for part in record.by_model
-            ]
+        self.total = ReportRow(key=("total",))
+        self.records = 0
+        """Every record added, turns and records without rounds alike."""
+        self.records_without_rounds = 0
+        """Records of meters that made no LLM call of their own, such as a meter that only
+        grouped its steps; they are not turns."""
+        self.multi_model_turns = 0
+        """Turns split across several rows because several models served them."""
+        self.unpriced_models: set[str] = set()
+        """Up to 20 names of models that had usage but no price."""
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self._rows: dict[tuple[str, ...], ReportRow] = {}
+        self._split_models = "model" in self.by or "provider" in self.by
+
+    def add(self, record: UsageRecord) -> None:
+        """Count one record in the total and in each of its groups."""
+        self.records += 1
+        if self.first is None or record.timestamp < self.first:
+            self.first = record.timestamp
+        if self.last is None or record.timestamp > self.last:
+            self.last = record.timestamp
+        if record.rounds == 0:
+            self.records_without_rounds += 1
+            return
+
+        price = _record_price(record)
+        self.total.add(record, record.status, price)
+        if self._split_models and record.by_model:
+            if len(record.by_model) > 1:
+                self.multi_model_turns += 1
+            for part in record.by_model:
+                part_price = _part_price(part)
+                if part_price == "unpriced":
+                    self._note_unpriced(part.model)
+                self._add_to_groups(record, part, part.model, part.provider, part_price)
         else:
-            parts = [(record, record.cost_usd, record.model, record.provider, record.rounds)]
-        for tokens, cost, model, provider, rounds in parts:
-            for key in _record_keys(record, by, model, provider):
-                row = rows.get(key)
-                if row is None:
-                    row = rows[key] = ReportRow(key=key)
-                row.add(record, tokens=tokens, cost=cost, rounds=rounds)
+            if price == "unpriced":
+                for part in record.by_model or [record]:
+                    if part.cost_usd is None:
+                        self._note_unpriced(part.model)
+            self._add_to_groups(record, record, record.model, record.provider, price)
 
-    ordered = sorted(rows.values(), key=lambda row: (-row.cost_usd, row.key))
-    return ordered, total
+    def _note_unpriced(self, model: str | None) -> None:
+        if len(self.unpriced_models) < _MAX_UNPRICED_MODELS:
+            self.unpriced_models.add(model or _NO_VALUE)
+
+    def _add_to_groups(
+        self,
+        record: UsageRecord,
+        part: UsageRecord | ModelUsage,
+        model: str | None,
+        provider: str | None,
+        price: PriceState,
+    ) -> None:
+        for key in self._keys(record, model, provider):
+            row = self._rows.get(key)
+            if row is None:
+                row = self._rows[key] = ReportRow(key=key)
+            row.add(part, record.status, price)
+
+    def _keys(
+        self, record: UsageRecord, model: str | None, provider: str | None
+    ) -> list[tuple[str, ...]]:
+        keys: list[tuple[str, ...]] = [()]
+        for name in self.by:
+            if name == "tag":
+                # A turn with several tags counts once under each of them.
+                values = record.tags or [_UNTAGGED]
+                keys = [(*key, value) for key in keys for value in values]
+                continue
+            if name == "agent":
+                value = record.agent or _NO_VALUE
+            elif name == "model":
+                value = model or _NO_VALUE
+            elif name == "provider":
+                value = provider or _NO_VALUE
+            elif name == "day":
+                value = record.timestamp.date().isoformat()
+            else:
+                value = record.status
+            keys = [(*key, value) for key in keys]
+        return keys
+
+    @property
+    def rows(self) -> list[ReportRow]:
+        """The groups, by date when grouped by day first, else by cost, highest first."""
+        rows = list(self._rows.values())
+        if self.by and self.by[0] == "day":
+            return sorted(rows, key=lambda row: row.key)
+        return sorted(rows, key=lambda row: (-row.priced_cost_usd, -row.turns, row.key))
 
 
-def _money(value: Decimal | None, places: int = 4) -> str:
+def summarize(records: Iterable[UsageRecord], by: Sequence[str]) -> Summary:
+    """Group and total `records`, reading them one at a time.
+
+    Grouping by model or provider splits a turn that several models served into one part per
+    model, so each row carries only its own model's tokens and cost. Grouping by tag counts a
+    turn once under each of its tags. In both cases the rows can add up to more turns than
+    the total, and the total counts each turn once.
+
+    Raises:
+        ValueError: if a key of `by` is not one of `GROUP_KEYS`.
+    """
+    summary = Summary(by)
+    for record in records:
+        summary.add(record)
+    return summary
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    # Fixed-point text: str() would write small costs as 1.2E-7.
+    return None if value is None else format(value, "f")
+
+
+def format_usd(value: Decimal | None) -> str:
+    """Format a cost for the table: at least two decimals and three significant digits."""
     if value is None:
         return "-"
-    return f"${value:,.{places}f}"
+    if value == 0:
+        return "$0.00"
+    places = max(2, 2 - value.adjusted())
+    return f"${value:,.{min(places, 10)}f}"
 
 
-def _tokens(value: int) -> str:
-    for limit, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (10_000, "k")):
+def format_tokens(value: int) -> str:
+    """Format a token count: with thousands separators below a million, else as 12.3M."""
+    for limit, suffix in ((1_000_000_000, "B"), (1_000_000, "M")):
         if value >= limit:
-            return f"{value / limit:.1f}{suffix}"
-    return str(value)
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:,}"
 
 
-def format_table(rows: Sequence[ReportRow], total: ReportRow, by: Sequence[str]) -> str:
-    """Render the rows as an aligned text table that fits in 80 columns."""
-    label = "/".join(by)
-    header = (label, "turns", "input", "output", "cost", "per turn", "per 1k", "unpriced")
-    body = []
-    for row in [*rows, total]:
-        per_turn = row.cost_per_turn
-        body.append(
-            (
-                " / ".join(row.key),
-                str(row.turns),
-                _tokens(row.input_tokens),
-                _tokens(row.output_tokens),
-                _money(row.cost_usd if row.priced_turns else None),
-                _money(per_turn, 5),
-                _money(None if per_turn is None else per_turn * 1000, 2),
-                str(row.unpriced_turns) if row.unpriced_turns else "",
-            )
+_HEADERS = ("turns", "input", "output", "cost", "per turn", "per 1k", "unpriced")
+
+
+def _table_cells(row: ReportRow) -> tuple[str, ...]:
+    return (
+        f"{row.turns:,}",
+        format_tokens(row.input_tokens),
+        format_tokens(row.output_tokens),
+        format_usd(row.cost_usd),
+        format_usd(row.cost_per_turn_usd),
+        format_usd(row.cost_per_1k_turns_usd),
+        f"{row.cost_unknown_turns:,}" if row.cost_unknown_turns else "",
+    )
+
+
+def _group_header(by: Sequence[str]) -> str:
+    return " / ".join("day (UTC)" if key == "day" else key for key in by)
+
+
+def format_table(summary: Summary, width: int = TABLE_WIDTH) -> str:
+    """Render the summary as aligned text of at most `width` columns, with notes below.
+
+    A group name too long for its column gets a line of its own, with its figures on the
+    next line, so that names are never cut.
+    """
+    labels = [" / ".join(row.key) for row in summary.rows]
+    bodies = [_table_cells(row) for row in summary.rows]
+    total_cells = _table_cells(summary.total)
+    header = _group_header(summary.by)
+
+    number_widths = [
+        max(len(_HEADERS[column]), *(len(cells[column]) for cells in [*bodies, total_cells]))
+        for column in range(len(_HEADERS))
+    ]
+    numbers_width = sum(number_widths) + 2 * len(number_widths)
+    room = max(width - numbers_width, len("total"))
+    label_width = min(room, max(len(header), len("total"), *(len(label) for label in labels)))
+    label_width = max(label_width, min(len(header), room))
+
+    def line(label: str, cells: Sequence[str]) -> str:
+        numbers = "".join(
+            "  " + cell.rjust(cell_width)
+            for cell, cell_width in zip(cells, number_widths, strict=True)
         )
-    numeric_width = [max(len(header[i]), *(len(line[i]) for line in body)) for i in range(1, 8)]
-    room = 80 - sum(numeric_width) - 2 * 7
-    label_width = max(8, min(room, max(len(header[0]), *(len(line[0]) for line in body))))
+        return (label.ljust(label_width) + numbers).rstrip()
 
-    def fit(text: str) -> str:
-        return text if len(text) <= label_width else text[: label_width - 1] + "…"
+    def row_lines(label: str, cells: Sequence[str]) -> list[str]:
+        if len(label) <= label_width:
+            return [line(label, cells)]
+        wrapped = textwrap.wrap(label, width, break_on_hyphens=False) or [label]
+        return [*wrapped, line("", cells)]
 
-    def line(cells: Sequence[str]) -> str:
-        parts = [fit(cells[0]).ljust(label_width)]
-        parts += [cell.rjust(width) for cell, width in zip(cells[1:], numeric_width, strict=True)]
-        return "  ".join(parts).rstrip()
+    heading = line(header if len(header) <= label_width else "", _HEADERS)
+    rule = "-" * min(width, label_width + numbers_width)
+    out = [heading, rule]
+    for label, cells in zip(labels, bodies, strict=True):
+        out += row_lines(label, cells)
+    if not labels:
+        out.append("(no records match)")
+    out += [rule, *row_lines("total", total_cells)]
 
-    out = [line(header), "-" * len(line(header))]
-    out += [line(cells) for cells in body[:-1]]
-    out += ["-" * len(line(header)), line(body[-1])]
+    notes = _notes(summary)
+    if notes:
+        out.append("")
+        for note in notes:
+            out += textwrap.wrap(note, width, break_on_hyphens=False)
     return "\n".join(out)
 
 
-def _row_dict(row: ReportRow, by: Sequence[str]) -> dict[str, Any]:
-    data: dict[str, Any] = (
-        dict(zip(by, row.key, strict=False)) if row.key != ("total",) else {"total": True}
+def _notes(summary: Summary) -> list[str]:
+    notes: list[str] = []
+    total = summary.total
+    if total.cost_unknown_turns:
+        parts = []
+        if total.unpriced_turns:
+            models = ", ".join(sorted(summary.unpriced_models))
+            parts.append(f"{total.unpriced_turns:,} used models without a price ({models})")
+        if total.unmeasured_turns:
+            parts.append(f"{total.unmeasured_turns:,} reported no usage")
+        notes.append(
+            f"unpriced: {total.cost_unknown_turns:,} turns have no known cost: "
+            + " and ".join(parts)
+            + ". Cost and per-turn figures cover priced turns only."
+        )
+    if summary.records_without_rounds:
+        notes.append(
+            f"{summary.records_without_rounds:,} records without LLM calls of their own "
+            "(meters that only grouped their steps) are not counted as turns."
+        )
+    if "tag" in summary.by:
+        notes.append("A turn with several tags counts under each of them.")
+    if summary.multi_model_turns:
+        notes.append(
+            f"{summary.multi_model_turns:,} turns called several models and count under each."
+        )
+    return notes
+
+
+def _row_dict(row: ReportRow) -> dict[str, Any]:
+    return {
+        "turns": row.turns,
+        "rounds": row.rounds,
+        "input_tokens": row.input_tokens,
+        "cache_read_tokens": row.cache_read_tokens,
+        "cache_write_tokens": row.cache_write_tokens,
+        "output_tokens": row.output_tokens,
+        "reasoning_tokens": row.reasoning_tokens,
+        "cost_usd": _decimal_text(row.cost_usd),
+        "cost_per_turn_usd": _decimal_text(row.cost_per_turn_usd),
+        "cost_per_1k_turns_usd": _decimal_text(row.cost_per_1k_turns_usd),
+        "priced_turns": row.priced_turns,
+        "unpriced_turns": row.unpriced_turns,
+        "unmeasured_turns": row.unmeasured_turns,
+        "errors": row.errors,
+    }
+
+
+def _time_text(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def report_dict(
+    summary: Summary,
+    *,
+    source: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    """Build the `--format json` document: costs as exact decimal strings, unknown as null."""
+    return {
+        "source": None if source is None else mask_url(source),
+        "by": list(summary.by),
+        "since": _time_text(since),
+        "until": _time_text(until),
+        "first_timestamp": _time_text(summary.first),
+        "last_timestamp": _time_text(summary.last),
+        "records": summary.records,
+        "records_without_rounds": summary.records_without_rounds,
+        "unpriced_models": sorted(summary.unpriced_models),
+        "rows": [
+            {**dict(zip(summary.by, row.key, strict=True)), **_row_dict(row)}
+            for row in summary.rows
+        ],
+        "total": _row_dict(summary.total),
+    }
+
+
+def write_csv(summary: Summary, out: TextIO) -> None:
+    """Write one CSV row per group, without a total row; unknown costs are empty cells."""
+    columns = [*summary.by, *_row_dict(summary.total)]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in summary.rows:
+        writer.writerow({**dict(zip(summary.by, row.key, strict=True)), **_row_dict(row)})
+
+
+def _period_line(summary: Summary, source: str) -> str:
+    label = mask_url(source)
+    if summary.first is None or summary.last is None:
+        return f"{label}: no records"
+    first, last = summary.first, summary.last
+    return (
+        f"{label}: {summary.total.turns:,} turns from "
+        f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
     )
-    data.update(
-        turns=row.turns,
-        rounds=row.rounds,
-        input_tokens=row.input_tokens,
-        cache_read_tokens=row.cache_read_tokens,
-        cache_write_tokens=row.cache_write_tokens,
-        output_tokens=row.output_tokens,
-        reasoning_tokens=row.reasoning_tokens,
-        cost_usd=str(row.cost_usd) if row.priced_turns else None,
-        cost_per_turn_usd=None if row.cost_per_turn is None else str(row.cost_per_turn),
-        priced_turns=row.priced_turns,
-        unpriced_turns=row.unpriced_turns,
-        errors=row.errors,
-    )
-    return data
 
 
 def write_report(
-    rows: Sequence[ReportRow], total: ReportRow, by: Sequence[str], fmt: str, out: TextIO
+    summary: Summary,
+    fmt: str,
+    out: TextIO,
+    *,
+    source: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> None:
+    """Write the summary to `out` as a text table, JSON or CSV.
+
+    Raises:
+        ValueError: if `fmt` is not one of `FORMATS`.
+    """
     if fmt == "json":
-        json.dump(
-            {
-                "by": list(by),
-                "rows": [_row_dict(r, by) for r in rows],
-                "total": _row_dict(total, by),
-            },
-            out,
-            indent=2,
-        )
+        document = report_dict(summary, source=source, since=since, until=until)
+        json.dump(document, out, indent=2)
         out.write("\n")
     elif fmt == "csv":
-        buffer = io.StringIO()
-        dicts = [_row_dict(r, by) for r in rows]
-        columns = [*by, *[k for k in _row_dict(total, by) if k != "total"]]
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(dicts)
-        out.write(buffer.getvalue())
+        write_csv(summary, out)
+    elif fmt == "table":
+        if source is not None:
+            out.write("\n".join(textwrap.wrap(_period_line(summary, source), TABLE_WIDTH)))
+            out.write("\n\n")
+        out.write(format_table(summary) + "\n")
     else:
-        out.write(format_table(rows, total, by) + "\n")
+        raise ValueError(f"invalid format {fmt!r}: expected one of {', '.join(FORMATS)}")
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+
+
+def iter_source(
+    source: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    agent: str | None = None,
+    model: str | None = None,
+    tags: Sequence[str] | None = None,
+) -> Iterator[UsageRecord]:
+    """Iterate over the records of a sink URL or file, filtered as `tokenmeter.read` does.
+
+    JSONL files are streamed a line at a time. A path without a scheme is read as SQLite
+    when the file starts with SQLite's header, else as JSONL.
+
+    NOTE: SQLite and PostgreSQL sources are read whole into memory by `tokenmeter.reading`
+    before the first record is returned.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if `source` is not a readable sink URL or a table is missing.
+    """
+    from tokenmeter.reading import iter_jsonl, read, read_sqlite
+
+    text = source.strip()
+    filters: dict[str, Any] = {
+        "since": since,
+        "until": until,
+        "agent": agent,
+        "model": model,
+        "tags": list(tags or ()),
+    }
+    if is_jsonl_url(text):
+        return iter_jsonl(text, **filters)
+    if sink_scheme(text) is None:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no file at {text!r}: expected a JSONL file, a SQLite database or a sink "
+                f"URL ({', '.join(ACCEPTED_FORMS[:5])})"
+            )
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{text!r} is a directory: expected a JSONL file or a SQLite database"
+            )
+        if _is_sqlite_file(path):
+            return iter(read_sqlite(path, **filters))
+        return iter_jsonl(path, **filters)
+    return iter(read(text, **filters))
+
+
+def default_source() -> str:
+    """Return the first readable sink of `TOKENMETER_SINK`, else `tokenmeter.jsonl`."""
+    from tokenmeter.config import settings_from_env
+    from tokenmeter.sinks.urls import DEFAULT_JSONL_PATH
+
+    for spec in settings_from_env().sink:
+        if not isinstance(spec, str):
+            continue
+        if is_jsonl_url(spec) or sink_scheme(spec) in ("sqlite", "postgresql", "postgres"):
+            return spec
+    return DEFAULT_JSONL_PATH
+
+
+def _summarize_source(
+    records: Iterator[UsageRecord], summary: Summary, chart: Any, source: str
+) -> None:
+    # Driver errors that are neither OSError nor ValueError become ValueError, so the command
+    # prints one line instead of a traceback.
+    try:
+        for record in records:
+            summary.add(record)
+            if chart is not None:
+                chart.add(record)
+    except sqlite3.Error as error:
+        raise ValueError(f"reading SQLite {mask_url(source)!r} failed: {error}") from error
+
+
+def _postgres_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import asyncpg
+    except ImportError:
+        return ()
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+# --- command ---------------------------------------------------------------------------------
+
+
+def _chart_grouping(args: argparse.Namespace, by: Sequence[str]) -> str:
+    chosen = getattr(args, "chart_by", None)
+    if chosen:
+        return str(chosen)
+    return "model" if by[0] in ("model", "provider") else "agent"
 
 
 def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from tokenmeter.config import settings_from_env
-    from tokenmeter.reading import read
+    """Run `tokenmeter report` with parsed arguments; returns the exit code.
 
+    Raises:
+        ValueError, OSError, ImportError: for invalid arguments or an unreadable source,
+            with a one-line message that the command prints.
+    """
     out = out or sys.stdout
-    source = args.source
-    if source is None:
-        urls = [spec for spec in settings_from_env().sink if isinstance(spec, str)]
-        readable = [
-            u
-            for u in urls
-            if u.startswith(("jsonl:", "sqlite:", "postgres")) or u.endswith(".jsonl")
-        ]
-        source = readable[0] if readable else "tokenmeter.jsonl"
-    by = [part.strip() for part in args.by.split(",") if part.strip()]
-    since = parse_time(args.since) if args.since else None
-    until = parse_time(args.until) if args.until else None
-
-    if not (
-        source.startswith(("jsonl:", "sqlite:", "postgres"))
-        or os.path.exists(source)
-        or source.endswith(".jsonl")
-    ):
+    by = parse_group_keys(args.by)
+    now = datetime.now(UTC)
+    since = parse_time(args.since, now=now) if args.since else None
+    until = parse_time(args.until, now=now) if args.until else None
+    if since is not None and until is not None and since >= until:
         raise ValueError(
-            f"cannot read {source!r}: expected a JSONL path, jsonl:PATH, sqlite:///PATH or postgresql://..."
+            f"invalid period: --since {args.since!r} ({since:%Y-%m-%d %H:%M} UTC) is not "
+            f"before --until {args.until!r} ({until:%Y-%m-%d %H:%M} UTC)"
         )
-    records = read(
-        source, since=since, until=until, agent=args.agent, model=args.model, tags=args.tag
-    )
-    if not records:
-        print(
-            f"no records in {source}"
-            + (
-                " for these filters"
-                if any((since, until, args.agent, args.model, args.tag))
-                else ""
-            ),
-            file=out,
-        )
-        return 0
+    if args.format not in FORMATS:
+        raise ValueError(f"invalid --format {args.format!r}: expected one of {', '.join(FORMATS)}")
 
-    rows, total = summarize(records, by)
-    write_report(rows, total, by, args.format, out)
+    chart = None
     if args.chart is not None:
-        from tokenmeter.charts import write_chart
+        from tokenmeter.charts import CostOverTime, check_chart_path
 
-        write_chart(
-            records, args.chart, by="model" if "model" in by and "agent" not in by else "agent"
+        check_chart_path(args.chart)
+        chart = CostOverTime(_chart_grouping(args, by))
+
+    source = args.source or default_source()
+    tags = list(args.tag or ())
+    summary = Summary(by)
+    try:
+        records = iter_source(
+            source, since=since, until=until, agent=args.agent, model=args.model, tags=tags
         )
-        print(f"chart written to {args.chart}", file=sys.stderr)
-    return 0
+        _summarize_source(records, summary, chart, source)
+    except _postgres_errors() as error:
+        raise ValueError(f"reading PostgreSQL {mask_url(source)!r} failed: {error}") from None
+
+    filtered = any((since, until, args.agent, args.model, tags))
+    if summary.records == 0 and not filtered:
+        raise ValueError(f"no usage records in {mask_url(source)!r}")
+
+    write_report(summary, args.format, out, source=source, since=since, until=until)
+    if chart is not None:
+        path = chart.write(args.chart)
+        print(f"chart written to {path}", file=sys.stderr)
+    return EXIT_OK

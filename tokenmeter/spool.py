@@ -1,6 +1,6 @@
 """The local spool: JSONL files of records that a sink could not take, kept until replayed.
 
-Layout: `SPOOL_DIR/<sink key>/` holds `sink.txt` (the sink's masked URL, for people) and one
+Layout: `SPOOL_DIR/<sink key>/` contains `sink.txt` (the sink's masked URL, for people) and one
 `batch-<time>-<pid>-<n>.jsonl` file per spooled batch. A file is fsynced before it counts as
 spooled. A replaying process renames a file to `*.claimed-<pid>` first, so two processes never
 replay the same batch at once.

@@ -42,7 +42,7 @@ class Usage:
         input_tokens: Every prompt-side token billed, cache reads and cache writes included.
         cache_read_tokens: The part of `input_tokens` served from a prompt cache.
         cache_write_tokens: The part of `input_tokens` written to a prompt cache, all
-            lifetimes together. `details["cache_write_1h_tokens"]` holds the 1-hour part when
+            lifetimes together. `details["cache_write_1h_tokens"]` is the 1-hour part when
             the provider reports it, because it is priced apart from 5-minute writes.
         output_tokens: Every completion-side token, reasoning or thinking included.
         reasoning_tokens: The part of `output_tokens` spent on reasoning.
@@ -210,7 +210,8 @@ class AgentTurn(Generic[T]):
     """What an agent step may return so that `metered_turn` can read its usage.
 
     Args:
-        output: The step's own result, returned to nobody by tokenmeter: callers unwrap it.
+        output: The step's own result. tokenmeter does not unwrap it: callers read
+            `turn.output`.
         usage: A `Usage`, a provider usage object or dict, or a whole provider response.
             `None` means the step made no billed call.
         model: The model that served the call, used for pricing. Overrides a model named in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 import tokenmeter
 from tokenmeter import Usage, UsageRecord
@@ -96,8 +99,7 @@ class SSEServer:
         self.requests: list[ReceivedRequest] = []
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -126,6 +128,17 @@ class SSEServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that close a kept-alive connection, or a stream, early are part of the tests.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _make_handler(server: SSEServer) -> type[BaseHTTPRequestHandler]:
@@ -203,3 +216,17 @@ def expected_cost(events: list[Any], model: str, provider: str) -> Decimal:
 def dumps(items: list[Any]) -> list[Any]:
     """Return SDK objects as JSON-like data, to compare two runs of a stream."""
     return [item.model_dump(mode="json") for item in items]
+
+
+# openai's AsyncStream stops reading at `data: [DONE]` without closing its SSE generators or
+# the httpx2 and httpcore2 generators under them, and trio warns whenever it garbage collects
+# an unfinished async generator. Seen with openai 3.60, httpx2 2.16 and trio 0.35, with or
+# without tokenmeter. The filter names only those four generators.
+IGNORE_OPENAI_TRIO_WARNING = pytest.mark.filterwarnings(
+    r"ignore:Async generator '("
+    r"openai\._streaming\.AsyncStream\._iter_events"
+    r"|openai\._streaming\.SSEDecoder\.aiter_bytes"
+    r"|httpx2\._models\.Response\.aiter_bytes"
+    r"|httpcore2\._async\.connection_pool\.PoolByteStream\.__aiter__"
+    r")':ResourceWarning"
+)

@@ -7,6 +7,7 @@ from typing import Any
 import openai
 import pytest
 from stream_support import (
+    IGNORE_OPENAI_TRIO_WARNING,
     SSEServer,
     arecords_of,
     dumps,
@@ -19,8 +20,11 @@ from stream_support import (
     sse_frames,
 )
 
-from tokenmeter import AsyncMeteredStream, MeteredStream, metered_stream, metered_turn
+from tokenmeter import metered_stream, metered_turn
+from tokenmeter.streams import AsyncMeteredStream, MeteredStream
 from tokenmeter.testing import MemorySink
+
+pytestmark = IGNORE_OPENAI_TRIO_WARNING
 
 USAGE_STREAMS = ["openai_chat_stream_include_usage.json", "openai_chat_stream_usage_not_last.json"]
 NO_USAGE_STREAM = "openai_edge_chat_stream_no_usage.json"
