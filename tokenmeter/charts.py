@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from tokenmeter.records import UsageRecord
 
-__all__ = ["cost_series", "write_chart"]
+__all__ = [
+    "CHART_SUFFIXES",
+    "CostOverTime",
+    "CostSeries",
+    "check_chart_path",
+    "cost_series",
+    "write_chart",
+]
+
+ChartGrouping = Literal["agent", "model"]
+
+CHART_SUFFIXES = (".html", ".htm", ".png")
 
 _PALETTE = (
     "#4e79a7",
@@ -26,193 +39,307 @@ _PALETTE = (
     "#bab0ac",
 )
 _MAX_SERIES = len(_PALETTE) - 1
+"""Series drawn on their own; the rest are summed into one `other` series."""
+_OTHER = "other"
+_NO_VALUE = "(none)"
 _CHARTS_EXTRA = "pip install 'tokenmeter[charts]'"
 
-
-def _bucket(records: Sequence[UsageRecord]) -> tuple[timedelta, str]:
-    span = max(r.timestamp for r in records) - min(r.timestamp for r in records)
-    if span <= timedelta(hours=6):
-        return timedelta(minutes=10), "%H:%M"
-    if span <= timedelta(days=3):
-        return timedelta(hours=1), "%m-%d %H:00"
-    return timedelta(days=1), "%Y-%m-%d"
-
-
-def _floor(moment: datetime, size: timedelta) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=moment.tzinfo)
-    steps = (moment - epoch) // size
-    return epoch + steps * size
+_BASE_BUCKET = timedelta(minutes=10)
+"""The finest time step, which every coarser step below is a multiple of."""
+# The widest span each bucket size serves, keeping a chart to about 36 to 180 bars.
+_BUCKETS = (
+    (timedelta(hours=6), timedelta(minutes=10), "%H:%M"),
+    (timedelta(days=3), timedelta(hours=1), "%m-%d %H:00"),
+    (timedelta(days=180), timedelta(days=1), "%Y-%m-%d"),
+)
+_WEEK = (timedelta(weeks=1), "%Y-%m-%d")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# 1970-01-05 was a Monday, so weekly buckets start on Mondays.
+_MONDAY = datetime(1970, 1, 5, tzinfo=UTC)
 
 
-def cost_series(
-    records: Iterable[UsageRecord], by: str = "agent"
-) -> tuple[list[datetime], dict[str, list[Decimal]], str]:
+def check_chart_path(path: str | Path) -> Path:
+    """Return `path` as a `Path` if a chart can be written there, before any data is read.
+
+    Raises:
+        ValueError: if the suffix is not `.html`, `.htm` or `.png`.
+        ImportError: for `.png` without matplotlib, naming the extra to install.
+    """
+    chart_path = Path(path)
+    suffix = chart_path.suffix.lower()
+    if suffix not in CHART_SUFFIXES:
+        raise ValueError(
+            f"invalid chart file {str(chart_path)!r}: expected a name ending in .html or .png"
+        )
+    if suffix == ".png":
+        _import_figure()
+    return chart_path
+
+
+def _floor(moment: datetime, size: timedelta, origin: datetime = _EPOCH) -> datetime:
+    return origin + ((moment - origin) // size) * size
+
+
+@dataclass(frozen=True)
+class CostSeries:
+    """Priced cost per time bucket, one list of costs per agent or model."""
+
+    buckets: list[datetime]
+    """Start of each bucket, in UTC, evenly spaced."""
+    bucket_size: timedelta
+    label_format: str
+    """`strftime` format that suits the bucket size, for axis labels."""
+    series: dict[str, list[Decimal]]
+    """Costs aligned with `buckets`, most expensive series first; `other` comes last."""
+    by: ChartGrouping
+    unpriced_turns: int
+    """Turns left out of the chart because their cost is unknown."""
+
+
+class CostOverTime:
+    """Sums priced cost per agent or model and time, one record at a time.
+
+    Memory grows with the number of ten-minute steps that had a cost times the number of
+    agents or models, not with the number of records.
+    """
+
+    def __init__(self, by: str = "agent") -> None:
+        if by not in ("agent", "model"):
+            raise ValueError(f"invalid chart grouping {by!r}: expected 'agent' or 'model'")
+        self.by: ChartGrouping = "agent" if by == "agent" else "model"
+        self.unpriced_turns = 0
+        self._first: datetime | None = None
+        self._last: datetime | None = None
+        self._costs: dict[str, dict[datetime, Decimal]] = defaultdict(
+            lambda: defaultdict(Decimal)
+        )
+
+    def add(self, record: UsageRecord) -> None:
+        """Count the priced cost of one record; turns with an unknown cost are counted apart."""
+        if record.rounds == 0:
+            return
+        moment = record.timestamp
+        if self._first is None or moment < self._first:
+            self._first = moment
+        if self._last is None or moment > self._last:
+            self._last = moment
+        bucket = _floor(moment, _BASE_BUCKET)
+
+        if self.by == "model" and record.by_model:
+            unpriced = False
+            for part in record.by_model:
+                if part.cost_usd is None:
+                    unpriced = unpriced or part.input_tokens > 0 or part.output_tokens > 0
+                    continue
+                self._costs[part.model or _NO_VALUE][bucket] += part.cost_usd
+            self.unpriced_turns += unpriced
+            return
+
+        if record.cost_usd is None:
+            self.unpriced_turns += 1
+            return
+        name = (record.agent if self.by == "agent" else record.model) or _NO_VALUE
+        self._costs[name][bucket] += record.cost_usd
+
+    def series(self) -> CostSeries:
+        """Sum the counted costs into buckets sized for the time span of the records."""
+        if self._first is None or self._last is None:
+            return CostSeries([], _BASE_BUCKET, "%Y-%m-%d", {}, self.by, self.unpriced_turns)
+
+        size, label_format = _bucket_size(self._last - self._first)
+        origin = _MONDAY if size == _WEEK[0] else _EPOCH
+        start = _floor(self._first, size, origin)
+        count = (_floor(self._last, size, origin) - start) // size + 1
+        buckets = [start + index * size for index in range(count)]
+
+        # Fold the ten-minute sums into the chosen buckets, by index.
+        totals: dict[str, list[Decimal]] = {}
+        for name, by_time in self._costs.items():
+            values = [Decimal(0)] * count
+            for moment, cost in by_time.items():
+                values[(moment - start) // size] += cost
+            totals[name] = values
+
+        ranked = sorted(totals, key=lambda name: (-sum(totals[name], Decimal(0)), name))
+        series = {name: totals[name] for name in ranked[:_MAX_SERIES]}
+        if len(ranked) > _MAX_SERIES:
+            rest = ranked[_MAX_SERIES:]
+            series[_OTHER] = [
+                sum((totals[name][index] for name in rest), Decimal(0)) for index in range(count)
+            ]
+        return CostSeries(buckets, size, label_format, series, self.by, self.unpriced_turns)
+
+    def write(self, path: str | Path) -> Path:
+        """Draw the chart to `path`; see `write_chart`."""
+        chart_path = check_chart_path(path)
+        data = self.series()
+        if chart_path.suffix.lower() == ".png":
+            _write_png(chart_path, data)
+        else:
+            chart_path.write_text(_html_page(data), encoding="utf-8")
+        return chart_path
+
+
+def _bucket_size(span: timedelta) -> tuple[timedelta, str]:
+    for widest, size, label_format in _BUCKETS:
+        if span <= widest:
+            return size, label_format
+    return _WEEK
+
+
+def cost_series(records: Iterable[UsageRecord], by: str = "agent") -> CostSeries:
     """Sum priced cost per time bucket and per agent or model.
 
-    Returns the bucket start times, one list of costs per series aligned with them, and the
-    strftime format that suits the bucket size. Turns split across models count each model's
-    own cost when `by="model"`. More than nine series are folded into "other".
+    The bucket is ten minutes, an hour, a day or a week, whichever keeps the chart readable
+    for the records' time span. With `by="model"`, a turn that several models served adds
+    each model's own cost. More than nine series are folded into `other`.
+
+    Raises:
+        ValueError: if `by` is neither `agent` nor `model`.
     """
-    if by not in ("agent", "model"):
-        raise ValueError(f"invalid chart grouping {by!r}: expected 'agent' or 'model'")
-    items = list(records)
-    if not items:
-        return [], {}, "%Y-%m-%d"
-    size, label_format = _bucket(items)
-
-    totals: dict[str, dict[datetime, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for record in items:
-        bucket = _floor(record.timestamp, size)
-        if by == "model" and record.by_model:
-            for part in record.by_model:
-                if part.cost_usd is not None:
-                    totals[part.model or "(none)"][bucket] += part.cost_usd
-        elif record.cost_usd is not None:
-            name = (record.agent if by == "agent" else record.model) or "(none)"
-            totals[name][bucket] += record.cost_usd
-
-    start = _floor(min(r.timestamp for r in items), size)
-    end = _floor(max(r.timestamp for r in items), size)
-    buckets = []
-    moment = start
-    while moment <= end:
-        buckets.append(moment)
-        moment += size
-
-    ranked = sorted(totals, key=lambda name: -sum(totals[name].values()))
-    series: dict[str, list[Decimal]] = {}
-    for name in ranked[:_MAX_SERIES]:
-        series[name] = [totals[name].get(b, Decimal(0)) for b in buckets]
-    if len(ranked) > _MAX_SERIES:
-        series["other"] = [
-            sum((totals[name].get(b, Decimal(0)) for name in ranked[_MAX_SERIES:]), Decimal(0))
-            for b in buckets
-        ]
-    return buckets, series, label_format
-
-
-def _svg(
-    buckets: list[datetime], series: dict[str, list[Decimal]], label_format: str, by: str
-) -> str:
-    width, height, left, bottom, top, right = 900, 420, 80, 60, 40, 200
-    plot_w, plot_h = width - left - right, height - top - bottom
-    stacked = [sum(values[i] for values in series.values()) for i in range(len(buckets))]
-    peak = max(stacked, default=Decimal(0)) or Decimal(1)
-    bar_w = plot_w / max(len(buckets), 1)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="12">',
-        f'<text x="{left}" y="24" font-size="16">Cost over time by {html.escape(by)} (USD)</text>',
-    ]
-    for step in range(5):
-        value = peak * step / 4
-        y = top + plot_h - float(value / peak) * plot_h
-        parts.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-        )
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">${value:.4f}</text>')
-
-    for index, moment in enumerate(buckets):
-        x = left + index * bar_w
-        base = Decimal(0)
-        for color, (name, values) in zip(_PALETTE, series.items(), strict=False):
-            value = values[index]
-            if value <= 0:
-                continue
-            y0 = top + plot_h - float((base + value) / peak) * plot_h
-            h = float(value / peak) * plot_h
-            title = f"{name} {moment.strftime(label_format)}: ${value}"
-            parts.append(
-                f'<rect x="{x + 1:.1f}" y="{y0:.1f}" width="{max(bar_w - 2, 1):.1f}" '
-                f'height="{h:.1f}" fill="{color}"><title>{html.escape(title)}</title></rect>'
-            )
-            base += value
-        every = max(1, len(buckets) // 10)
-        if index % every == 0:
-            parts.append(
-                f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-                f"{html.escape(moment.strftime(label_format))}</text>"
-            )
-
-    for index, (color, name) in enumerate(zip(_PALETTE, series, strict=False)):
-        y = top + 10 + index * 20
-        total = sum(series[name], Decimal(0))
-        parts.append(
-            f'<rect x="{left + plot_w + 16}" y="{y - 10}" width="12" height="12" fill="{color}"/>'
-        )
-        parts.append(
-            f'<text x="{left + plot_w + 34}" y="{y}">{html.escape(name[:18])} ${total:.4f}</text>'
-        )
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def _write_png(
-    path: Path, buckets: list[datetime], series: dict[str, list[Decimal]], by: str
-) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError(
-            f"a PNG chart needs matplotlib: {_CHARTS_EXTRA}, or write an .html chart instead"
-        ) from error
-
-    figure, axes = plt.subplots(figsize=(10, 4.5))
-    bottom = [0.0] * len(buckets)
-    for color, (name, values) in zip(_PALETTE, series.items(), strict=False):
-        floats = [float(v) for v in values]
-        axes.bar(
-            buckets,  # type: ignore[arg-type]
-            floats,
-            bottom=bottom,
-            label=name,
-            color=color,
-            width=0.8 * _width(buckets),
-        )
-        bottom = [b + v for b, v in zip(bottom, floats, strict=True)]
-    axes.set_title(f"Cost over time by {by} (USD)")
-    axes.set_ylabel("USD")
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def _width(buckets: list[datetime]) -> float:
-    if len(buckets) < 2:
-        return 1.0
-    return (buckets[1] - buckets[0]) / timedelta(days=1)
+    accumulator = CostOverTime(by)
+    for record in records:
+        accumulator.add(record)
+    return accumulator.series()
 
 
 def write_chart(records: Iterable[UsageRecord], path: str | Path, *, by: str = "agent") -> Path:
     """Draw priced cost over time, stacked by agent or model, to `path` (.html or .png).
 
-    Unpriced turns are left out of the chart, because their cost is unknown.
+    Turns whose cost is unknown are left out, and the chart says how many.
 
     Raises:
         ValueError: if the suffix is neither `.html` nor `.png`, or `by` is invalid.
         ImportError: for `.png` without matplotlib, naming the extra to install.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".html", ".htm", ".png"):
-        raise ValueError(
-            f"invalid chart file {str(path)!r}: expected a name ending in .html or .png"
-        )
-    buckets, series, label_format = cost_series(records, by)
-    if suffix == ".png":
-        _write_png(path, buckets, series, by)
-        return path
+    chart_path = check_chart_path(path)
+    accumulator = CostOverTime(by)
+    for record in records:
+        accumulator.add(record)
+    return accumulator.write(chart_path)
 
-    svg = _svg(buckets, series, label_format, by) if buckets else "<p>No records.</p>"
-    page = (
-        "<!doctype html>\n<html><head><meta charset='utf-8'><title>tokenmeter cost</title></head>"
-        f"<body>\n{svg}\n</body></html>\n"
+
+def _title(data: CostSeries) -> str:
+    return f"Cost over time by {data.by} (USD)"
+
+
+def _subtitle(data: CostSeries) -> str:
+    first = data.buckets[0]
+    last = data.buckets[-1] + data.bucket_size
+    text = f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
+    if data.unpriced_turns:
+        text += f"; {data.unpriced_turns:,} turns without a known cost are left out"
+    return text
+
+
+def _html_page(data: CostSeries) -> str:
+    body = _svg(data) if data.buckets else "<p>No turns to chart.</p>"
+    return (
+        "<!doctype html>\n<html><head><meta charset='utf-8'>"
+        f"<title>tokenmeter: {html.escape(_title(data))}</title></head>"
+        f"<body>\n{body}\n</body></html>\n"
     )
-    path.write_text(page, encoding="utf-8")
-    return path
+
+
+def _svg(data: CostSeries) -> str:
+    width, height, left, bottom, top, right = 900, 440, 80, 60, 60, 220
+    plot_w, plot_h = width - left - right, height - top - bottom
+    count = len(data.buckets)
+    stacked = [sum((values[i] for values in data.series.values()), Decimal(0)) for i in range(count)]
+    peak = max(stacked, default=Decimal(0)) or Decimal(1)
+    bar_w = plot_w / count
+
+    def y_of(value: Decimal) -> float:
+        return top + plot_h - float(value / peak) * plot_h
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<text x="{left}" y="22" font-size="16">{html.escape(_title(data))}</text>',
+        f'<text x="{left}" y="42" fill="#555">{html.escape(_subtitle(data))}</text>',
+    ]
+    for step in range(5):
+        value = peak * step / 4
+        y = y_of(value)
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+        )
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">${value:.4f}</text>')
+
+    label_every = max(1, count // 8)
+    for index, moment in enumerate(data.buckets):
+        x = left + index * bar_w
+        base = Decimal(0)
+        for color, (name, values) in zip(_PALETTE, data.series.items(), strict=False):
+            value = values[index]
+            if value <= 0:
+                continue
+            bar_top = y_of(base + value)
+            bar_h = y_of(base) - bar_top
+            title = f"{name}, {moment:%Y-%m-%d %H:%M} UTC: ${value}"
+            parts.append(
+                f'<rect x="{x + 0.5:.1f}" y="{bar_top:.1f}" width="{max(bar_w - 1, 0.5):.1f}" '
+                f'height="{bar_h:.1f}" fill="{color}"><title>{html.escape(title)}</title></rect>'
+            )
+            base += value
+        if index % label_every == 0:
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+                f"{html.escape(moment.strftime(data.label_format))}</text>"
+            )
+
+    for index, (color, name) in enumerate(zip(_PALETTE, data.series, strict=False)):
+        y = top + 10 + index * 20
+        total = sum(data.series[name], Decimal(0))
+        label = name if len(name) <= 24 else name[:23] + "…"
+        parts.append(
+            f'<rect x="{left + plot_w + 16}" y="{y - 10}" width="12" height="12" fill="{color}">'
+            f"<title>{html.escape(name)}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{left + plot_w + 34}" y="{y}">{html.escape(label)} ${total:.4f}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _import_figure() -> type:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(
+            f"a PNG chart needs matplotlib: {_CHARTS_EXTRA}, or write an .html chart instead"
+        ) from error
+    return Figure
+
+
+def _write_png(path: Path, data: CostSeries) -> None:
+    # A bare Figure draws with the Agg canvas and leaves pyplot's global backend alone, which
+    # matters in a notebook that has chosen its own.
+    figure_class = _import_figure()
+    figure = figure_class(figsize=(10, 4.5), dpi=100)
+    axes = figure.add_subplot()
+
+    # Bars are placed by index, since matplotlib's date units would need float days.
+    positions = list(range(len(data.buckets)))
+    bottom = [0.0] * len(positions)
+    for color, (name, values) in zip(_PALETTE, data.series.items(), strict=False):
+        heights = [float(value) for value in values]
+        axes.bar(positions, heights, bottom=bottom, label=name, color=color, width=0.9)
+        bottom = [base + height for base, height in zip(bottom, heights, strict=True)]
+
+    label_every = max(1, len(positions) // 8)
+    axes.set_xticks(positions[::label_every])
+    axes.set_xticklabels(
+        [moment.strftime(data.label_format) for moment in data.buckets[::label_every]],
+        rotation=30,
+        ha="right",
+    )
+    axes.set_title(_title(data) + ("\n" + _subtitle(data) if data.buckets else ""))
+    axes.set_ylabel("USD")
+    if data.series:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    else:
+        axes.text(0.5, 0.5, "No turns to chart", ha="center", transform=axes.transAxes)
+    figure.tight_layout()
+    figure.savefig(path, format="png")

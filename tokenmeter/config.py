@@ -52,7 +52,7 @@ class Settings:
     retry_max_s: float = 10.0
     """Maximum backoff between attempts. `TOKENMETER_RETRY_MAX`."""
     write_timeout_s: float = 30.0
-    """Maximum time one write attempt may take before it counts as failed. `TOKENMETER_WRITE_TIMEOUT`."""
+    """Maximum time one write attempt may take before it fails. `TOKENMETER_WRITE_TIMEOUT`."""
     spool_dir: Path = field(default_factory=_default_spool_dir)
     """Directory where undeliverable batches wait for replay. `TOKENMETER_SPOOL_DIR`."""
     enabled: bool = True
