@@ -120,6 +120,7 @@ def configure(
     changes: dict[str, Any] = {}
     if sink is not None:
         changes["sink"] = _check_sinks(sink)
+        changes["sink_from_env"] = False
     for name, value, kind, allow_zero in (
         ("batch_size", batch_size, int, False),
         ("flush_interval_s", flush_interval_s, float, False),

@@ -34,6 +34,9 @@ class Settings:
 
     sink: tuple[Any, ...] = (DEFAULT_SINK,)
     """Sink URLs and `Sink` objects; records fan out to each. `TOKENMETER_SINK`."""
+    sink_from_env: bool = True
+    """Whether `sink` came from `TOKENMETER_SINK` (checked late, with a fallback to the
+    default sink) rather than from `configure()` (checked there, raising)."""
     batch_size: int = 200
     """Records per sink write. `TOKENMETER_BATCH_SIZE`."""
     flush_interval_s: float = 1.0

@@ -122,13 +122,26 @@ def _sink_label(spec: Any, sink: Sink) -> str:
 
 
 def _spool_key(spec: Any, sink: Sink) -> str:
-    # The key must be stable across processes so `tokenmeter replay` finds the files again.
-    if isinstance(spec, str):
-        ident = spec
+    """Name the spool directory of a sink: the same sink gets the same key in every process.
+
+    A `spool_key` attribute wins. Otherwise sinks with a `url` attribute (the built-in file
+    sinks give their absolute path), then sinks opened from a URL, are keyed by that URL with
+    its password masked: a sink object and its URL share a spool, and a changed password
+    does not orphan one. Other objects fall back to their class name, which every object of
+    that class then shares.
+    """
+    from tokenmeter.sinks.urls import mask_url
+
+    ident: object
+    url = getattr(sink, "url", None)
+    if getattr(sink, "spool_key", None):
+        ident = sink.spool_key  # type: ignore[attr-defined]
+    elif isinstance(url, str):
+        ident = mask_url(url)
+    elif isinstance(spec, str):
+        ident = mask_url(spec.strip())
     else:
-        ident = (
-            getattr(sink, "spool_key", None) or f"{type(sink).__module__}.{type(sink).__qualname__}"
-        )
+        ident = f"{type(sink).__module__}.{type(sink).__qualname__}"
     return hashlib.sha256(str(ident).encode()).hexdigest()[:16]
 
 
@@ -275,11 +288,14 @@ class Engine:
         grace = max(1.0, timeout - (time.monotonic() - started))
         stopped = self._stopped.wait(grace)
         if not stopped:
+            unsettled = len(self._queue) + sum(
+                len(channel.pending) + channel.in_flight for channel in self._channels
+            )
             logger.error(
-                "tokenmeter: the delivery thread did not stop within %.1f s; "
-                "%d queued turns may be lost",
-                timeout,
-                len(self._queue),
+                "tokenmeter: the delivery thread did not stop within %.1f s, because a sink "
+                "write did not return; %d records not yet written or spooled may be lost",
+                timeout + grace,
+                unsettled,
             )
         self._log_summary()
         return delivered_in_time and stopped
@@ -368,11 +384,14 @@ class Engine:
         from tokenmeter.sinks import open_sink
 
         channels: list[_Channel] = []
+        from_env = self.settings.sink_from_env
         for spec in self.settings.sink:
             try:
-                sink = open_sink(spec, check=True) if isinstance(spec, str) else spec
+                # configure() already checked its URLs. Checking them again here would turn
+                # a passing problem (a late mount) into records rerouted for good, whereas
+                # an unchecked sink fails its writes and spools under its own key.
+                sink = open_sink(spec, check=from_env) if isinstance(spec, str) else spec
             except (ValueError, ImportError, OSError) as error:
-                # configure() validates URLs up front; this is reached from TOKENMETER_SINK.
                 from tokenmeter.sinks.urls import mask_url
 
                 label = mask_url(spec) if isinstance(spec, str) else repr(spec)
@@ -405,6 +424,23 @@ class Engine:
         await self._drain_all()
         for channel in self._channels:
             channel.wake.set()
+        if self._abort:
+            await self._spool_all_pending()
+
+    async def _spool_all_pending(self) -> None:
+        """Spool every channel's pending records from here, not from its worker.
+
+        A worker stuck in a write that ignores cancellation (a blocking client in a thread)
+        would never reach its pending records, so they would die with the process.
+        """
+        for channel in self._channels:
+            if not channel.pending:
+                continue
+            records = [record for record, _ in channel.pending]
+            channel.pending.clear()
+            channel.pending_bytes = 0
+            channel.in_flight += len(records)
+            await self._spool_batch(channel, records, reason="shutdown timeout")
 
     async def _drain_all(self) -> None:
         # Chunks keep the loop responsive: sink workers write while a burst is being priced.
@@ -687,11 +723,26 @@ def replace_engine(settings: Settings, timeout: float | None = None) -> Engine:
     return _engine
 
 
+_finalizer_pid = 0
+
+
 def _register_exit_handler() -> None:
-    global _exit_handler_registered
+    global _exit_handler_registered, _finalizer_pid
     if not _exit_handler_registered:
         _exit_handler_registered = True
         atexit.register(_shutdown_at_exit)
+
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None or _finalizer_pid == os.getpid():
+        return
+    if multiprocessing.parent_process() is not None:
+        # Forked multiprocessing children end with os._exit(), which skips atexit handlers,
+        # but they run multiprocessing's finalizers first. Registering at fork time is too
+        # early: the child clears the finalizer registry before it runs its target.
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, _shutdown_at_exit, exitpriority=100)
+        _finalizer_pid = os.getpid()
 
 
 def _shutdown_at_exit() -> None:
@@ -742,11 +793,6 @@ def _after_fork_in_child() -> None:
     _engine_lock = threading.Lock()
     if _engine is not None:
         _engine = Engine(_engine.settings)
-    multiprocessing_util = sys.modules.get("multiprocessing.util")
-    if multiprocessing_util is not None:
-        # multiprocessing's forked children end with os._exit(), which skips atexit
-        # handlers, but they run multiprocessing's own finalizers first.
-        multiprocessing_util.Finalize(None, _shutdown_at_exit, exitpriority=100)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -419,6 +419,11 @@ class PostgresSink:
         self._failing = False
         self._closed = False
 
+    @property
+    def url(self) -> str:
+        """The sink's URL with its password masked, safe to log and to key the spool by."""
+        return self._masked_url
+
     def __repr__(self) -> str:
         return f"PostgresSink({self._masked_url!r}, table={self.table!r}, schema={self.schema!r})"
 
