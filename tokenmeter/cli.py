@@ -66,12 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="print tokens and cost grouped by agent, model, provider, tag or day",
-        description="Read records from a sink URL or JSONL path and print totals.",
+        description=(
+            "Read records from a sink URL, a JSONL file or a SQLite file and print tokens, cost, "
+            "cost per turn and per 1,000 turns for each group, with totals. Turns without a "
+            "known cost are counted apart, never as zero."
+        ),
     )
     report.add_argument(
         "source",
         nargs="?",
-        help="sink URL or JSONL path to read (default: TOKENMETER_SINK, else ./tokenmeter.jsonl)",
+        help="sink URL (jsonl:PATH, sqlite:///PATH, postgresql://...), JSONL file or SQLite "
+        "file to read (default: TOKENMETER_SINK, else ./tokenmeter.jsonl)",
     )
     report.add_argument(
         "--by",
@@ -86,13 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", help="only records before this time: ISO date/time or 7d, 12h, 30m"
     )
     report.add_argument("--agent", help="only this agent")
-    report.add_argument("--model", help="only this model")
+    report.add_argument("--model", help="only turns whose main model is this one")
     report.add_argument("--tag", action="append", help="only records with this tag (repeatable)")
     report.add_argument(
-        "--format", choices=("table", "json", "csv"), default="table", help="output format"
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table: aligned text for an 80-column terminal (default); json or csv: for "
+        "scripts, with costs as exact decimal strings",
     )
     report.add_argument(
-        "--chart", type=Path, help="also draw cost over time to FILE.png or FILE.html"
+        "--chart",
+        type=Path,
+        metavar="FILE",
+        help="also draw cost over time to FILE.html (inline SVG) or FILE.png (needs matplotlib)",
+    )
+    report.add_argument(
+        "--chart-by",
+        choices=("agent", "model"),
+        help="stack the chart's bars by agent or by model (default: model when --by starts "
+        "with model or provider, else agent)",
     )
     report.set_defaults(handler=_cmd_report)
 

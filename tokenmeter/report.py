@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from tokenmeter.records import ModelUsage, UsageRecord
 from tokenmeter.sinks.urls import ACCEPTED_FORMS, is_jsonl_url, mask_url, sink_scheme
+
+if TYPE_CHECKING:
+    from tokenmeter.charts import CostOverTime
 
 __all__ = [
     "FORMATS",
@@ -34,7 +37,7 @@ __all__ = [
 ]
 
 GROUP_KEYS = ("agent", "model", "provider", "tag", "day", "status")
-"""What `--by` accepts. `day` is the UTC date of the turn's start."""
+"""The grouping keys that `--by` accepts. `day` is the UTC date of the turn's start."""
 
 FORMATS = ("table", "json", "csv")
 
@@ -42,8 +45,6 @@ TABLE_WIDTH = 80
 """Columns of the terminal the text table is laid out for."""
 
 EXIT_OK = 0
-EXIT_USAGE = 2
-"""Invalid arguments, or a source that cannot be read or holds no records."""
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -104,8 +105,9 @@ def parse_group_keys(value: str) -> tuple[str, ...]:
 class ReportRow:
     """Totals of one group of turns.
 
-    A turn is a record with at least one LLM call (round). Token counts include the turns
-    whose cost is unknown; `cost_usd` and the per-turn figures cover priced turns only.
+    A turn is a record with at least one LLM call (round). Token counts include every turn.
+    `cost_usd` sums the costs that are known, and the per-turn figures cover only the turns
+    whose whole cost is known, so a turn without a price never counts as free.
     """
 
     key: tuple[str, ...]
@@ -118,11 +120,14 @@ class ReportRow:
     output_tokens: int = 0
     """Every completion-side token, reasoning included."""
     reasoning_tokens: int = 0
-    priced_cost_usd: Decimal = field(default_factory=Decimal)
-    """Sum of the priced turns' costs."""
+    known_cost_usd: Decimal = field(default_factory=Decimal)
+    """Sum of every known cost, including the priced models of partly priced turns."""
+    has_known_cost: bool = False
     priced_turns: int = 0
+    """Turns whose whole cost is known."""
+    priced_turns_cost_usd: Decimal = field(default_factory=Decimal)
     unpriced_turns: int = 0
-    """Turns with usage whose model has no price: their cost is unknown, never counted as 0."""
+    """Turns with usage of a model that has no price: their cost is unknown, not 0."""
     unmeasured_turns: int = 0
     """Turns whose LLM calls reported no usage at all."""
     errors: int = 0
@@ -130,15 +135,15 @@ class ReportRow:
 
     @property
     def cost_usd(self) -> Decimal | None:
-        """Cost of the priced turns, or `None` when no turn of the group is priced."""
-        return self.priced_cost_usd if self.priced_turns else None
+        """The known cost, or `None` when no cost of the group is known."""
+        return self.known_cost_usd if self.has_known_cost else None
 
     @property
     def cost_per_turn_usd(self) -> Decimal | None:
-        """Mean cost of a priced turn, or `None` when no turn of the group is priced."""
+        """Mean cost of the turns whose whole cost is known, or `None` if there are none."""
         if not self.priced_turns:
             return None
-        return self.priced_cost_usd / self.priced_turns
+        return self.priced_turns_cost_usd / self.priced_turns
 
     @property
     def cost_per_1k_turns_usd(self) -> Decimal | None:
@@ -148,11 +153,20 @@ class ReportRow:
 
     @property
     def cost_unknown_turns(self) -> int:
-        """Turns left out of `cost_usd`: unpriced plus unmeasured."""
+        """Turns whose cost is not wholly known: unpriced plus unmeasured."""
         return self.unpriced_turns + self.unmeasured_turns
 
-    def add(self, part: UsageRecord | ModelUsage, status: str, price: PriceState) -> None:
-        """Count one turn, or the part of a turn that one model served."""
+    def add(
+        self, part: UsageRecord | ModelUsage, status: str, price: PriceState, known: Decimal | None
+    ) -> None:
+        """Count one turn, or the part of a turn that one model served.
+
+        Args:
+            part: The turn, or one model's part of it.
+            status: The turn's `status`.
+            price: Whether the part's whole cost is known.
+            known: The part's known cost, whole or not; `None` when nothing of it is priced.
+        """
         self.turns += 1
         self.rounds += part.rounds
         self.input_tokens += part.input_tokens or 0
@@ -163,21 +177,26 @@ class ReportRow:
         if status == "error":
             self.errors += 1
 
-        if price == "priced" and part.cost_usd is not None:
-            self.priced_cost_usd += part.cost_usd
+        if known is not None:
+            self.known_cost_usd += known
+            self.has_known_cost = True
+        if price == "priced" and known is not None:
             self.priced_turns += 1
+            self.priced_turns_cost_usd += known
         elif price == "unmeasured":
             self.unmeasured_turns += 1
         else:
             self.unpriced_turns += 1
 
 
-def _record_price(record: UsageRecord) -> PriceState:
+def _record_price(record: UsageRecord) -> tuple[PriceState, Decimal | None]:
     if record.cost_usd is not None:
-        return "priced"
+        return "priced", record.cost_usd
+    known = [part.cost_usd for part in record.by_model if part.cost_usd is not None]
+    partial = sum(known, Decimal(0)) if known else None
     if record.price_status == "unmeasured" or record.input_tokens is None:
-        return "unmeasured"
-    return "unpriced"
+        return "unmeasured", partial
+    return "unpriced", partial
 
 
 def _part_price(part: ModelUsage) -> PriceState:
@@ -228,8 +247,8 @@ class Summary:
             self.records_without_rounds += 1
             return
 
-        price = _record_price(record)
-        self.total.add(record, record.status, price)
+        price, known = _record_price(record)
+        self.total.add(record, record.status, price, known)
         if self._split_models and record.by_model:
             if len(record.by_model) > 1:
                 self.multi_model_turns += 1
@@ -237,13 +256,16 @@ class Summary:
                 part_price = _part_price(part)
                 if part_price == "unpriced":
                     self._note_unpriced(part.model)
-                self._add_to_groups(record, part, part.model, part.provider, part_price)
-        else:
-            if price == "unpriced":
-                for part in record.by_model or [record]:
-                    if part.cost_usd is None:
-                        self._note_unpriced(part.model)
-            self._add_to_groups(record, record, record.model, record.provider, price)
+                self._add_to_groups(
+                    record, part, part.model, part.provider, part_price, part.cost_usd
+                )
+            return
+
+        if price == "unpriced":
+            models = [part.model for part in record.by_model if part.cost_usd is None]
+            for model in models or [record.model]:
+                self._note_unpriced(model)
+        self._add_to_groups(record, record, record.model, record.provider, price, known)
 
     def _note_unpriced(self, model: str | None) -> None:
         if len(self.unpriced_models) < _MAX_UNPRICED_MODELS:
@@ -256,12 +278,13 @@ class Summary:
         model: str | None,
         provider: str | None,
         price: PriceState,
+        known: Decimal | None,
     ) -> None:
         for key in self._keys(record, model, provider):
             row = self._rows.get(key)
             if row is None:
                 row = self._rows[key] = ReportRow(key=key)
-            row.add(part, record.status, price)
+            row.add(part, record.status, price, known)
 
     def _keys(
         self, record: UsageRecord, model: str | None, provider: str | None
@@ -292,7 +315,7 @@ class Summary:
         rows = list(self._rows.values())
         if self.by and self.by[0] == "day":
             return sorted(rows, key=lambda row: row.key)
-        return sorted(rows, key=lambda row: (-row.priced_cost_usd, -row.turns, row.key))
+        return sorted(rows, key=lambda row: (-row.known_cost_usd, -row.turns, row.key))
 
 
 def summarize(records: Iterable[UsageRecord], by: Sequence[str]) -> Summary:
@@ -312,7 +335,7 @@ def summarize(records: Iterable[UsageRecord], by: Sequence[str]) -> Summary:
     return summary
 
 
-# --- output ----------------------------------------------------------------------------------
+# --- output ---------------------------------------------------------------------------------------
 
 
 def _decimal_text(value: Decimal | None) -> str | None:
@@ -320,22 +343,38 @@ def _decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
+_SUFFIXES = ((10**12, "T"), (10**9, "B"), (10**6, "M"))
+
+
+def _compact(value: Decimal | int) -> str | None:
+    """Return `value` as 1.23M, 45.6B or 789T when it is a million or more, else `None`."""
+    for limit, suffix in _SUFFIXES:
+        if value >= limit:
+            scaled = Decimal(value) / limit
+            text = f"{scaled:,.0f}" if scaled >= 1000 else f"{scaled:.3g}"
+            return text + suffix
+    return None
+
+
 def format_usd(value: Decimal | None) -> str:
-    """Format a cost for the table: at least two decimals and three significant digits."""
+    """Format a cost for the table: three significant digits and at least two decimals.
+
+    A million dollars or more is written as $1.23M.
+    """
     if value is None:
         return "-"
     if value == 0:
         return "$0.00"
+    compact = _compact(value)
+    if compact is not None:
+        return "$" + compact
     places = max(2, 2 - value.adjusted())
     return f"${value:,.{min(places, 10)}f}"
 
 
 def format_tokens(value: int) -> str:
-    """Format a token count: with thousands separators below a million, else as 12.3M."""
-    for limit, suffix in ((1_000_000_000, "B"), (1_000_000, "M")):
-        if value >= limit:
-            return f"{value / limit:.3g}{suffix}"
-    return f"{value:,}"
+    """Format a count: with thousands separators below a million, else as 12.3M or 4.56B."""
+    return _compact(value) or f"{value:,}"
 
 
 _HEADERS = ("turns", "input", "output", "cost", "per turn", "per 1k", "unpriced")
@@ -343,13 +382,13 @@ _HEADERS = ("turns", "input", "output", "cost", "per turn", "per 1k", "unpriced"
 
 def _table_cells(row: ReportRow) -> tuple[str, ...]:
     return (
-        f"{row.turns:,}",
+        format_tokens(row.turns),
         format_tokens(row.input_tokens),
         format_tokens(row.output_tokens),
         format_usd(row.cost_usd),
         format_usd(row.cost_per_turn_usd),
         format_usd(row.cost_per_1k_turns_usd),
-        f"{row.cost_unknown_turns:,}" if row.cost_unknown_turns else "",
+        format_tokens(row.cost_unknown_turns) if row.cost_unknown_turns else "",
     )
 
 
@@ -407,6 +446,10 @@ def format_table(summary: Summary, width: int = TABLE_WIDTH) -> str:
     return "\n".join(out)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
 def _notes(summary: Summary) -> list[str]:
     notes: list[str] = []
     total = summary.total
@@ -414,24 +457,26 @@ def _notes(summary: Summary) -> list[str]:
         parts = []
         if total.unpriced_turns:
             models = ", ".join(sorted(summary.unpriced_models))
-            parts.append(f"{total.unpriced_turns:,} used models without a price ({models})")
+            used = "a model" if total.unpriced_turns == 1 else "models"
+            parts.append(f"{total.unpriced_turns:,} used {used} without a price ({models})")
         if total.unmeasured_turns:
             parts.append(f"{total.unmeasured_turns:,} reported no usage")
         notes.append(
-            f"unpriced: {total.cost_unknown_turns:,} turns have no known cost: "
-            + " and ".join(parts)
-            + ". Cost and per-turn figures cover priced turns only."
+            f"unpriced: {_count(total.cost_unknown_turns, 'turn')} without a wholly known "
+            f"cost: {' and '.join(parts)}. The cost column sums the known costs only; per "
+            "turn and per 1k average the turns priced in full."
         )
     if summary.records_without_rounds:
         notes.append(
-            f"{summary.records_without_rounds:,} records without LLM calls of their own "
-            "(meters that only grouped their steps) are not counted as turns."
+            f"{_count(summary.records_without_rounds, 'record')} without LLM calls of their "
+            "own (meters that only grouped their steps) are not counted as turns."
         )
     if "tag" in summary.by:
         notes.append("A turn with several tags counts under each of them.")
     if summary.multi_model_turns:
         notes.append(
-            f"{summary.multi_model_turns:,} turns called several models and count under each."
+            "Turns that called several models count once under each model "
+            f"({summary.multi_model_turns:,} here)."
         )
     return notes
 
@@ -534,7 +579,7 @@ def write_report(
         raise ValueError(f"invalid format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
-# --- sources ---------------------------------------------------------------------------------
+# --- sources --------------------------------------------------------------------------------------
 
 
 def _is_sqlite_file(path: Path) -> bool:
@@ -575,8 +620,8 @@ def iter_source(
     }
     if is_jsonl_url(text):
         return iter_jsonl(text, **filters)
-    if sink_scheme(text) is None:
-        path = Path(text).expanduser()
+    path = Path(text).expanduser()
+    if sink_scheme(text) is None and not (text.lower() in ("none", "stdout") and not path.exists()):
         if not path.exists():
             raise FileNotFoundError(
                 f"no file at {text!r}: expected a JSONL file, a SQLite database or a sink "
@@ -606,17 +651,23 @@ def default_source() -> str:
 
 
 def _summarize_source(
-    records: Iterator[UsageRecord], summary: Summary, chart: Any, source: str
+    summary: Summary, chart: CostOverTime | None, source: str, **filters: Any
 ) -> None:
-    # Driver errors that are neither OSError nor ValueError become ValueError, so the command
-    # prints one line instead of a traceback.
+    # Driver errors become ValueError naming the source, so that the command prints one line
+    # that says what it could not read, instead of a traceback or a bare errno message.
+    is_postgres = sink_scheme(source.strip()) in ("postgresql", "postgres")
+    driver_errors: tuple[type[BaseException], ...] = (OSError, *_postgres_errors())
     try:
-        for record in records:
+        for record in iter_source(source, **filters):
             summary.add(record)
             if chart is not None:
                 chart.add(record)
     except sqlite3.Error as error:
-        raise ValueError(f"reading SQLite {mask_url(source)!r} failed: {error}") from error
+        raise ValueError(f"reading SQLite {mask_url(source)!r} failed: {error}") from None
+    except driver_errors as error:
+        if not is_postgres:
+            raise
+        raise ValueError(f"reading PostgreSQL {mask_url(source)!r} failed: {error}") from None
 
 
 def _postgres_errors() -> tuple[type[BaseException], ...]:
@@ -627,7 +678,7 @@ def _postgres_errors() -> tuple[type[BaseException], ...]:
     return (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-# --- command ---------------------------------------------------------------------------------
+# --- command --------------------------------------------------------------------------------------
 
 
 def _chart_grouping(args: argparse.Namespace, by: Sequence[str]) -> str:
@@ -667,13 +718,16 @@ def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     source = args.source or default_source()
     tags = list(args.tag or ())
     summary = Summary(by)
-    try:
-        records = iter_source(
-            source, since=since, until=until, agent=args.agent, model=args.model, tags=tags
-        )
-        _summarize_source(records, summary, chart, source)
-    except _postgres_errors() as error:
-        raise ValueError(f"reading PostgreSQL {mask_url(source)!r} failed: {error}") from None
+    _summarize_source(
+        summary,
+        chart,
+        source,
+        since=since,
+        until=until,
+        agent=args.agent,
+        model=args.model,
+        tags=tags,
+    )
 
     filtered = any((since, until, args.agent, args.model, tags))
     if summary.records == 0 and not filtered:
