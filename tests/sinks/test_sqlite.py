@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -14,24 +15,33 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 import pytest
 
 from tokenmeter.reading import read_sqlite
-from tokenmeter.records import SCHEMA_VERSION, UsageRecord
+from tokenmeter.records import SCHEMA_VERSION, UsageRecord, trusted_record
 from tokenmeter.sinks import SqliteSink, open_sink
-from tokenmeter.sinks.sqlite import COLUMNS, SCHEMA_TABLE
+from tokenmeter.sinks.sqlite import (
+    COLUMNS,
+    JSON_COLUMNS,
+    SCHEMA_TABLE,
+    format_timestamp,
+    record_to_row,
+)
 
 if TYPE_CHECKING:
     from tests.sinks.conftest import RecordFactory
 
 pytestmark = pytest.mark.anyio
+
+COLUMN_NAMES = [name for name, _ in COLUMNS]
 
 
 @pytest.fixture
@@ -74,6 +84,52 @@ async def test_creates_table_with_typed_columns(db_path: Path, batch: list[Usage
 
 def test_every_record_field_has_column() -> None:
     assert {name for name, _ in COLUMNS} == set(UsageRecord.model_fields)
+
+
+def test_row_matches_model_dump(batch: list[UsageRecord]) -> None:
+    # The delivery thread builds records without validation, fields in any order.
+    shuffled = trusted_record(dict(reversed(list(batch[3].__dict__.items()))))
+
+    for record in [*batch, shuffled]:
+        assert record_to_row(record) == row_through_model_dump(record)
+
+
+def test_row_json_matches_model_dump(make_record: RecordFactory) -> None:
+    record = make_record(
+        0,
+        parent_id=uuid.uuid4(),
+        duration_ms=float("inf"),
+        cost_usd=Decimal("1E-7"),
+        details={"web_search_requests": 3},
+        tags=["ünïcødé", 'quote " and \\ backslash', "line\nbreak\u2028"],
+        metadata={
+            "when": datetime(2026, 5, 1, 12, 0, tzinfo=UTC),
+            "id": uuid.UUID(int=7),
+            "amount": Decimal("1.50"),
+            "floats": [0.1, 1e16, 1e-7, float("inf"), float("nan")],
+            "pair": (1, "two"),
+            "missing": None,
+        },
+    )
+
+    row = dict(zip(COLUMN_NAMES, record_to_row(record), strict=True))
+    expected = dict(zip(COLUMN_NAMES, row_through_model_dump(record), strict=True))
+
+    # pydantic writes 1e-7 where json.dumps writes 1e-07: the same JSON number.
+    for name in COLUMN_NAMES:
+        if name in JSON_COLUMNS:
+            assert json.loads(row[name]) == json.loads(expected[name])
+        else:
+            assert row[name] == expected[name]
+    assert row["metadata"].endswith('[0.1,1e+16,1e-7,null,null],"pair":[1,"two"],"missing":null}')
+
+
+def row_through_model_dump(record: UsageRecord) -> tuple[Any, ...]:
+    data = record.model_dump(mode="json")
+    data["timestamp"] = format_timestamp(record.timestamp)
+    for column in JSON_COLUMNS:
+        data[column] = json.dumps(data[column], separators=(",", ":"), ensure_ascii=False)
+    return tuple(data[name] for name in COLUMN_NAMES)
 
 
 async def test_costs_stored_as_exact_text(db_path: Path, make_record: RecordFactory) -> None:
@@ -198,7 +254,8 @@ async def test_locked_database_fails_after_busy_timeout(
         other.execute("ROLLBACK")
 
     await write_and_close(sink, [record])
-    # SQLite's busy handler sleeps in steps that add up to the timeout, give or take 1 ms.
+    # SQLite's busy handler sleeps in steps that add up to the timeout. The 10 ms margin
+    # allows for clock resolution.
     assert waited_s >= busy_timeout_s - 0.01
     stored = {stored.id for stored in read_sqlite(db_path)}
     assert stored == ({earlier.id, record.id} if table_exists else {record.id})
