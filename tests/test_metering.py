@@ -460,3 +460,33 @@ def test_tags_and_metadata_are_recorded(memory_sink: MemorySink) -> None:
 
     assert record.tags == ["env:prod"]
     assert record.metadata == {"ticket": 12}
+
+
+def test_provider_alias_becomes_id(memory_sink: MemorySink) -> None:
+    @metered_turn(provider="x-ai")
+    def step() -> dict[str, Any]:
+        return XAI_REASONING
+
+    with meter(agent="alias", provider="claude") as m:
+        m.add(Usage(7, 0), model="gpt-4o", provider="OpenAI")
+    step()
+    meter_record, step_record = records_of(memory_sink)
+
+    assert meter_record.provider == "openai"
+    assert step_record.provider == "xai"
+    assert step_record.cost_usd == Decimal("0.000285")
+
+
+def test_unknown_provider_logs_and_detects(
+    memory_sink: MemorySink, caplog: pytest.LogCaptureFixture
+) -> None:
+    @metered_turn(provider="acme-cloud")
+    def step() -> dict[str, Any]:
+        return ANTHROPIC_CACHED
+
+    step()
+    [record] = records_of(memory_sink)
+
+    assert "acme-cloud" in caplog.text
+    assert record.provider == "anthropic"
+    assert record.input_tokens == 11040

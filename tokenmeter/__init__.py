@@ -22,16 +22,18 @@ from tokenmeter.reading import (
 )
 from tokenmeter.records import Cost, ModelUsage, UsageRecord
 from tokenmeter.sinks import Sink, open_sink
-from tokenmeter.streams import metered_stream
+from tokenmeter.streams import AsyncMeteredStream, MeteredStream, metered_stream
 from tokenmeter.usage import AgentTurn, Usage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AgentTurn",
+    "AsyncMeteredStream",
     "Cost",
     "DeliveryStats",
     "Meter",
+    "MeteredStream",
     "ModelUsage",
     "Sink",
     "SinkStats",

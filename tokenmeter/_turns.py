@@ -12,7 +12,12 @@ from typing import Any
 from uuid import UUID
 
 from tokenmeter._logging import RateLimitedLog
-from tokenmeter.extract import MalformedUsage, UnrecognizedResponse, read_response
+from tokenmeter.extract import (
+    MalformedUsage,
+    UnrecognizedResponse,
+    canonical_provider,
+    read_response,
+)
 from tokenmeter.pricing import estimate_cost
 from tokenmeter.records import (
     SCHEMA_VERSION,
@@ -55,6 +60,20 @@ _metering_logger = logging.getLogger("tokenmeter.metering")
 _limited = RateLimitedLog(_metering_logger)
 
 
+def canonical_or_none(provider: str | None) -> str | None:
+    """Return the provider id for `provider` or an alias of it; log and drop an unknown one.
+
+    An unknown provider only loses the hint: the response's own shape still names one.
+    """
+    if provider is None:
+        return None
+    try:
+        return canonical_provider(provider)
+    except ValueError as error:
+        _limited.once(logging.ERROR, ("provider", provider), "tokenmeter: %s", error)
+        return None
+
+
 def read_round(
     obj: object, model: str | None, provider: str | None
 ) -> tuple[Usage | None, str | None, str | None]:
@@ -63,6 +82,7 @@ def read_round(
     `model` and `provider` are the ones named explicitly for the round; they win over the
     response's own values. `provider` also tells the reader how to interpret the counts.
     """
+    provider = canonical_or_none(provider)
     if type(obj) is Usage:
         return (obj, model, provider)
     try:
@@ -110,6 +130,8 @@ def resolve(
     usage, model, provider = round_
     if type(usage) is Deferred:
         usage, model, provider = read_round(usage.obj, model, usage.provider or provider)
+    elif provider is not None:
+        provider = canonical_or_none(provider)
     return (usage, model or default_model, provider or default_provider)  # type: ignore[return-value]
 
 

@@ -21,7 +21,15 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from tokenmeter import _turns
 from tokenmeter._logging import RateLimitedLog
-from tokenmeter._turns import Deferred, Round, TurnEvent, TurnOptions, read_round, resolve
+from tokenmeter._turns import (
+    Deferred,
+    Round,
+    TurnEvent,
+    TurnOptions,
+    canonical_or_none,
+    read_round,
+    resolve,
+)
 from tokenmeter.delivery import get_engine
 from tokenmeter.extract import (
     StreamReader,
@@ -130,11 +138,14 @@ def _emit(
 
 
 # Return types known not to be streams, so the common case costs one set lookup.
-_plain_result_types: set[type] = {type(None), dict, str, AgentTurn, Usage}
+_plain_result_types: set[type] = {type(None), str, AgentTurn, Usage}
 
 
 def _is_stream(result: object) -> bool:
     kind = type(result)
+    if kind is dict:
+        # boto3's converse_stream() returns its event stream inside a dict.
+        return "stream" in result and _is_stream(result["stream"])  # type: ignore[index, operator]
     if kind in _plain_result_types:
         return False
     from tokenmeter.streams import is_stream
@@ -156,9 +167,12 @@ def _wrap_stream(
 ) -> object:
     from tokenmeter.streams import wrap_returned_stream
 
-    return wrap_returned_stream(
-        result, options, (turn_id, run_id, parent_id, enclosing), started_ns
-    )
+    begun = (turn_id, run_id, parent_id, enclosing)
+    if type(result) is dict:
+        # The caller keeps its dict; only its event stream is replaced by the wrapper.
+        result["stream"] = wrap_returned_stream(result["stream"], options, begun, started_ns)
+        return result
+    return wrap_returned_stream(result, options, begun, started_ns)
 
 
 def _wrap_sync(function: Callable[P, R], options: _StepOptions) -> Callable[P, R]:
@@ -493,7 +507,7 @@ def metered_turn(
             name or getattr(target, "__qualname__", None) or repr(target),
             agent,
             model,
-            provider,
+            canonical_or_none(provider),
             normalized_tags,
             metadata_dict,
         )
@@ -534,7 +548,7 @@ class Meter:
             name,
             agent,
             model,
-            provider,
+            canonical_or_none(provider),
             _normalize_tags(tags),
             dict(metadata) if metadata else None,
         )

@@ -85,7 +85,9 @@ async def measure(calls: int, repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         # Interleave the variants so a noisy moment hits each of them.
         samples["bare"].append(await amedian_per_call_ns(loop(bare_step), calls, 3))
-        samples["metered"].append(await amedian_per_call_ns(loop(metered_step), calls, 3))
+        samples["metered"].append(
+            await amedian_per_call_ns(loop(metered_step), calls, 3, between=tokenmeter.flush)
+        )
         samples["otel"].append(await amedian_per_call_ns(loop(otel_step), calls, 3))
         tokenmeter.flush()
     return {name: statistics.median(values) for name, values in samples.items()}

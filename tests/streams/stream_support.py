@@ -8,9 +8,9 @@ import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ PAYLOADS = Path(__file__).parent.parent / "fixtures" / "payloads"
 MANIFEST: list[dict[str, Any]] = json.loads((PAYLOADS / "MANIFEST.json").read_text())
 
 DONE = "[DONE]"
-"""The sentinel that ends an OpenAI chat stream; payload files list it as a plain string."""
+"""The sentinel that ends an OpenAI chat stream. Payload files list it as a plain string."""
 
 
 def load(name: str) -> Any:
@@ -73,10 +73,19 @@ def sse_frames(events: list[Any], *, named: bool) -> list[bytes]:
 
 @dataclass
 class Reply:
-    """One queued response: SSE frames, sent whole or cut off after `drop_after` of them."""
+    """One queued response: SSE frames, sent whole or stopped after some of them.
+
+    Attributes:
+        frames: The SSE frames, one chunk each.
+        drop_after: Close the connection after this many frames, mid-body.
+        stall_after: Send this many frames, then nothing more until the server stops.
+        content_type: The response's `Content-Type`.
+    """
 
     frames: list[bytes]
     drop_after: int | None = None
+    stall_after: int | None = None
+    content_type: str = "text/event-stream"
 
 
 @dataclass
@@ -89,7 +98,7 @@ class ReceivedRequest:
 
 
 class SSEServer:
-    """HTTP/1.1 server on 127.0.0.1 that answers each POST with the next queued `Reply`.
+    """HTTP/1.1 server on 127.0.0.1 that responds to each POST with the next queued `Reply`.
 
     Replies go out with chunked transfer encoding, one chunk per frame, so a reply cut off
     with `drop_after` reaches the client as a body that ends before its last chunk.
@@ -99,6 +108,8 @@ class SSEServer:
         self.requests: list[ReceivedRequest] = []
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self.released = threading.Event()
+        """Set by `stop()`, which ends the stalled replies."""
         self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -111,10 +122,17 @@ class SSEServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def reply(self, frames: list[bytes], *, drop_after: int | None = None) -> None:
+    def reply(
+        self,
+        frames: list[bytes],
+        *,
+        drop_after: int | None = None,
+        stall_after: int | None = None,
+        content_type: str = "text/event-stream",
+    ) -> None:
         """Queue the response to the next request."""
         with self._lock:
-            self._replies.append(Reply(frames, drop_after))
+            self._replies.append(Reply(frames, drop_after, stall_after, content_type))
 
     def next_reply(self, request: ReceivedRequest) -> Reply | None:
         with self._lock:
@@ -125,6 +143,7 @@ class SSEServer:
         self._thread.start()
 
     def stop(self) -> None:
+        self.released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
@@ -156,11 +175,15 @@ def _make_handler(server: SSEServer) -> type[BaseHTTPRequestHandler]:
                 return
 
             self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Type", reply.content_type)
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Cache-Control", "no-cache")
             self.end_headers()
             for number, frame in enumerate(reply.frames):
+                if reply.stall_after is not None and number >= reply.stall_after:
+                    server.released.wait()
+                    self.close_connection = True
+                    return
                 if reply.drop_after is not None and number >= reply.drop_after:
                     # Half-close the socket so the client sees the body end mid-stream.
                     self.wfile.flush()
@@ -213,9 +236,9 @@ def expected_cost(events: list[Any], model: str, provider: str) -> Decimal:
     return cost.total_usd
 
 
-def dumps(items: list[Any]) -> list[Any]:
+def dumps(items: list[Any], exclude: set[str] | None = None) -> list[Any]:
     """Return SDK objects as JSON-like data, to compare two runs of a stream."""
-    return [item.model_dump(mode="json") for item in items]
+    return [item.model_dump(mode="json", exclude=exclude) for item in items]
 
 
 # openai's AsyncStream stops reading at `data: [DONE]` without closing its SSE generators or

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+import anyio
+import anyio.lowlevel
 import pytest
 from stream_support import (
     SSEServer,
@@ -282,9 +284,11 @@ async def test_async_manager_final_message_without_iterating(
     payload = "anthropic_stream_basic.json"
     sse_server.reply(sse_frames(load(payload), named=True))
 
-    async with async_client(sse_server) as client:
-        async with metered_stream(client.messages.stream(**REQUEST)) as stream:
-            message = await stream.get_final_message()
+    async with (
+        async_client(sse_server) as client,
+        metered_stream(client.messages.stream(**REQUEST)) as stream,
+    ):
+        message = await stream.get_final_message()
 
     assert message.usage.output_tokens == 5
     assert_matches_manifest(only_record(await arecords_of(memory_sink)), payload)
@@ -306,3 +310,34 @@ async def test_async_manager_text_stream(
 
     assert text == plain_text
     assert_matches_manifest(only_record(await arecords_of(memory_sink)), payload)
+
+
+@pytest.mark.anyio
+async def test_async_concurrent_streams_recorded_apart(
+    sse_server: SSEServer, memory_sink: MemorySink, anyio_backend: str
+) -> None:
+    for payload in STREAMS:
+        sse_server.reply(sse_frames(load(payload), named=True))
+    counts: dict[str, int] = {}
+
+    async def read(name: str, stream: Any) -> None:
+        counts[name] = 0
+        async for _ in stream:
+            counts[name] += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with async_client(sse_server) as client:
+        # Opened one after the other, so each request gets its own queued reply.
+        streams = [
+            metered_stream(await client.messages.create(**REQUEST, stream=True), name=payload)
+            for payload in STREAMS
+        ]
+        async with anyio.create_task_group() as tasks:
+            for payload, stream in zip(STREAMS, streams, strict=True):
+                tasks.start_soon(read, payload, stream)
+
+    records = {record.name: record for record in await arecords_of(memory_sink)}
+    assert sorted(records) == sorted(STREAMS)
+    for payload in STREAMS:
+        assert counts[payload] > 0
+        assert_matches_manifest(records[payload], payload)

@@ -68,7 +68,11 @@ def async_client(server: SSEServer) -> openai.AsyncOpenAI:
 @pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("payload", USAGE_STREAMS)
 def test_sync_chunks_match_unwrapped_run(
-    sse_server: SSEServer, openai_client: openai.OpenAI, memory_sink: MemorySink, payload: str, way: str
+    sse_server: SSEServer,
+    openai_client: openai.OpenAI,
+    memory_sink: MemorySink,
+    payload: str,
+    way: str,
 ) -> None:
     frames = sse_frames(load(payload), named=False)
     sse_server.reply(frames)
@@ -86,7 +90,11 @@ def test_sync_chunks_match_unwrapped_run(
 @pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("payload", USAGE_STREAMS)
 def test_sync_record_matches_manifest(
-    sse_server: SSEServer, openai_client: openai.OpenAI, memory_sink: MemorySink, payload: str, way: str
+    sse_server: SSEServer,
+    openai_client: openai.OpenAI,
+    memory_sink: MemorySink,
+    payload: str,
+    way: str,
 ) -> None:
     events = load(payload)
     model = events[0]["model"]
@@ -219,3 +227,74 @@ async def test_async_stream_without_usage_unmeasured(
     assert record.unmeasured_rounds == 1
     assert record.input_tokens is None
     assert record.output_tokens is None
+
+
+@pytest.mark.parametrize("payload", USAGE_STREAMS)
+def test_stream_helper_events_metered(
+    sse_server: SSEServer, openai_client: openai.OpenAI, memory_sink: MemorySink, payload: str
+) -> None:
+    frames = sse_frames(load(payload), named=False)
+    sse_server.reply(frames)
+    sse_server.reply(frames)
+    helper_request = {key: value for key, value in REQUEST.items() if key != "stream"}
+
+    with openai_client.chat.completions.stream(**helper_request, **INCLUDE_USAGE) as plain_stream:
+        plain = list(plain_stream)
+        plain_completion = plain_stream.get_final_completion()
+    manager = openai_client.chat.completions.stream(**helper_request, **INCLUDE_USAGE)
+    with metered_stream(manager) as stream:
+        metered = list(stream)
+        completion = stream.get_final_completion()
+
+    assert dumps(metered) == dumps(plain)
+    # NOTE: openai 3.60's helper loses the usage when a chunk follows the usage chunk, so the
+    # final completion of the usage-not-last stream has `usage=None` in both runs.
+    assert completion.model_dump() == plain_completion.model_dump()
+    record = only_record(records_of(memory_sink))
+    assert record.status == "ok"
+    assert record_usage(record) == expected_usage(payload)
+
+
+def test_stream_helper_final_completion_without_iterating(
+    sse_server: SSEServer, openai_client: openai.OpenAI, memory_sink: MemorySink
+) -> None:
+    payload = USAGE_STREAMS[1]
+    sse_server.reply(sse_frames(load(payload), named=False))
+    helper_request = {key: value for key, value in REQUEST.items() if key != "stream"}
+
+    @metered_turn(agent="chat")
+    def step() -> Any:
+        return openai_client.chat.completions.stream(**helper_request, **INCLUDE_USAGE)
+
+    with step() as stream:
+        completion = stream.get_final_completion()
+
+    assert completion.choices[0].message.content == "Paris."
+    record = only_record(records_of(memory_sink))
+    assert record.status == "ok"
+    assert record.agent == "chat"
+    assert record_usage(record) == expected_usage(payload)
+
+
+def test_record_carries_step_options(
+    sse_server: SSEServer, openai_client: openai.OpenAI, memory_sink: MemorySink
+) -> None:
+    sse_server.reply(sse_frames(load(USAGE_STREAMS[0]), named=False))
+
+    stream = metered_stream(
+        openai_client.chat.completions.create(**REQUEST, **INCLUDE_USAGE),
+        agent="writer",
+        name="draft",
+        tags={"team": "docs"},
+        metadata={"ticket": 7},
+    )
+    for _ in stream:
+        pass
+
+    record = only_record(records_of(memory_sink))
+    assert record.agent == "writer"
+    assert record.name == "draft"
+    assert record.tags == ["team:docs"]
+    assert record.metadata == {"ticket": 7}
+    assert record.duration_ms is not None
+    assert record.duration_ms > 0
