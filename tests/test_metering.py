@@ -490,3 +490,83 @@ def test_unknown_provider_logs_and_detects(
     assert "acme-cloud" in caplog.text
     assert record.provider == "anthropic"
     assert record.input_tokens == 11040
+
+
+def test_generator_throw_reaches_step(memory_sink: MemorySink) -> None:
+    @metered_turn(agent="gen", model="gpt-4o")
+    def step() -> Any:
+        try:
+            yield AgentTurn(1, usage=Usage(7, 0))
+        except ValueError:
+            yield "recovered"
+
+    generator = step()
+    next(generator)
+
+    assert generator.throw(ValueError("retry")) == "recovered"
+    generator.close()
+    [record] = records_of(memory_sink)
+    assert record.status == "incomplete"
+    assert record.input_tokens == 7
+
+
+def test_yield_from_gets_return_value(memory_sink: MemorySink) -> None:
+    @metered_turn(agent="gen", model="gpt-4o")
+    def step() -> Any:
+        yield AgentTurn(1, usage=Usage(7, 0))
+        return AgentTurn("final", usage=Usage(3, 0))
+
+    def outer() -> Any:
+        result = yield from step()
+        return result
+
+    generator = outer()
+    next(generator)
+    with pytest.raises(StopIteration) as stop:
+        next(generator)
+
+    assert stop.value.value.output == "final"
+    [record] = records_of(memory_sink)
+    assert record.input_tokens == 10
+    assert record.rounds == 2
+
+
+@pytest.mark.anyio
+async def test_async_generator_athrow_and_aclose(
+    memory_sink: MemorySink, anyio_backend: str
+) -> None:
+    @metered_turn(agent="agen", model="gpt-4o")
+    async def step() -> Any:
+        try:
+            yield AgentTurn(1, usage=Usage(7, 0))
+        except KeyError:
+            yield "caught"
+        yield "unreached"
+
+    generator = step()
+    await generator.__anext__()
+
+    assert await generator.athrow(KeyError("k")) == "caught"
+    await generator.aclose()
+    assert await tokenmeter.aflush(timeout=10)
+    [record] = memory_sink.records
+    assert record.status == "incomplete"
+    assert record.input_tokens == 7
+
+
+@pytest.mark.anyio
+async def test_async_generator_error_recorded(memory_sink: MemorySink, anyio_backend: str) -> None:
+    @metered_turn(agent="agen", model="gpt-4o")
+    async def step() -> Any:
+        yield AgentTurn(1, usage=Usage(7, 0))
+        raise RuntimeError("tool broke")
+
+    with pytest.raises(RuntimeError, match="tool broke"):
+        async for _ in step():
+            pass
+    assert await tokenmeter.aflush(timeout=10)
+
+    [record] = memory_sink.records
+    assert record.status == "error"
+    assert record.error_type == "RuntimeError"
+    assert record.input_tokens == 7
