@@ -80,6 +80,8 @@ class DeliveryStats:
     """Turns not yet turned into records."""
     build_errors: int
     """Turns that could not become a record (a bug in tokenmeter, logged with the turn id)."""
+    queue_full_drops: int
+    """Turns dropped on the caller's side because the queue was full."""
     sinks: dict[str, SinkStats]
 
     @property
@@ -92,7 +94,8 @@ class DeliveryStats:
 
     @property
     def dropped(self) -> int:
-        return sum(sum(s.dropped.values()) for s in self.sinks.values())
+        """Records lost: those no sink or spool could take, and turns the full queue rejected."""
+        return self.queue_full_drops + sum(sum(s.dropped.values()) for s in self.sinks.values())
 
 
 class _Channel:
@@ -170,15 +173,36 @@ class Engine:
         self._build_errors = 0
         self._flush_waiters: list[tuple[int, threading.Event]] = []
         self._wake_threshold = settings.batch_size
+        # The caller-side bound is looser than the per-sink one, which spills to the spool:
+        # past this one, turns can only be dropped.
+        self._max_queued = max(4 * settings.max_queue, 10_000)
+        self._overflowed = 0
+        """Turns dropped because the caller-side queue was full; updated without a lock, so
+        concurrent callers may undercount it slightly."""
+        self._overflow_logged = 0
+        self._spill_tasks: set[asyncio.Task[Any]] = set()
+        # How often an idle worker retries its spool, whose sink may be back.
+        self._probe_interval_s = min(_REPLAY_INTERVAL_S, max(0.01, 2 * settings.retry_max_s))
         self._enabled = settings.enabled
 
     # -- caller side -------------------------------------------------------------------
 
     def submit(self, event: TurnEvent) -> None:
-        """Queue one turn for delivery. Never blocks, never raises, does no I/O."""
+        """Queue one turn for delivery. Never blocks, never raises, does no I/O.
+
+        The queue holds at most four times `max_queue` turns (10,000 at least). A caller
+        that outpaces the delivery thread for that long (it prices tens of thousands of
+        turns a second) loses the turns past the bound: they are counted in `stats()` and
+        logged by the delivery thread.
+        """
         if not self._enabled:
             return
         queue = self._queue
+        if len(queue) >= self._max_queued:
+            self._overflowed += 1
+            if not self._wake_requested:
+                self._request_wake()
+            return
         queue.append(event)
         if self._state != "running":
             self._start_or_note()
@@ -317,9 +341,10 @@ class Engine:
             sinks[channel.label] = snapshot
         return DeliveryStats(
             state=self._state,
-            produced=self._drained + len(self._queue),
+            produced=self._drained + len(self._queue) + self._overflowed,
             queued=len(self._queue),
             build_errors=self._build_errors,
+            queue_full_drops=self._overflowed,
             sinks=sinks,
         )
 
@@ -424,6 +449,10 @@ class Engine:
         await self._drain_all()
         for channel in self._channels:
             channel.wake.set()
+        if self._spill_tasks:
+            # Spills started from _drain hold records that are in no queue; the loop must
+            # not close before they reach the disk.
+            await asyncio.gather(*list(self._spill_tasks), return_exceptions=True)
         if self._abort:
             await self._spool_all_pending()
 
@@ -443,6 +472,18 @@ class Engine:
             await self._spool_batch(channel, records, reason="shutdown timeout")
 
     async def _drain_all(self) -> None:
+        overflowed = self._overflowed
+        if overflowed > self._overflow_logged:
+            _limited.log(
+                logging.ERROR,
+                "overflow",
+                "tokenmeter: %d turns were dropped because callers metered faster than the "
+                "delivery thread could price them and the queue reached its bound of %d "
+                "turns (four times TOKENMETER_MAX_QUEUE); raise TOKENMETER_MAX_QUEUE",
+                overflowed - self._overflow_logged,
+                self._max_queued,
+            )
+            self._overflow_logged = overflowed
         # Chunks keep the loop responsive: sink workers write while a burst is being priced.
         while self._drain(_DRAIN_CHUNK):
             self._check_flush_waiters()
@@ -508,8 +549,8 @@ class Engine:
     def _loop_spawn(self, coroutine: Any) -> None:
         loop = asyncio.get_running_loop()
         task = loop.create_task(coroutine)
-        _background_tasks.add(task)
-        task.add_done_callback(_background_tasks.discard)
+        self._spill_tasks.add(task)
+        task.add_done_callback(self._spill_tasks.discard)
 
     def _check_flush_waiters(self) -> None:
         if not self._flush_waiters:
@@ -533,7 +574,7 @@ class Engine:
                 # With batches in the spool, wake now and then to replay them even when no
                 # new records arrive to show that the sink is back.
                 waiting_spool = channel.spool.has_files()
-                with anyio.move_on_after(_REPLAY_INTERVAL_S if waiting_spool else math.inf):
+                with anyio.move_on_after(self._probe_interval_s if waiting_spool else math.inf):
                     await channel.wake.wait()
                 channel.wake.clear()
                 if waiting_spool and not channel.pending and not self._stopping:
@@ -673,7 +714,6 @@ class Engine:
             )
 
 
-_background_tasks: set[asyncio.Task[Any]] = set()
 _REPLAY_INTERVAL_S = 30.0
 _RECORD_BASE_BYTES = 4000
 """About what tracemalloc counted per record (3,965 bytes) for one-model records without tags
