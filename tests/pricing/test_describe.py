@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from genai_prices import __version__ as GENAI_PRICES_VERSION
+
 from tokenmeter.pricing import describe_prices, set_price_overrides
 
 
@@ -15,7 +17,7 @@ def test_table_model_lists_rates_and_tiers() -> None:
         "Model 'claude-sonnet-4-5' of provider 'anthropic', "
         "requested as 'claude-sonnet-4-5-20250929' (provider 'anthropic')."
     )
-    assert lines[1].startswith("Prices from genai-prices 0.2.3, in effect at ")
+    assert lines[1].startswith(f"Prices from genai-prices {GENAI_PRICES_VERSION}, in effect at ")
     assert (
         "  input_tokens: $3 per million; $6 per million when a round has over 200,000 "
         "prompt tokens" in lines

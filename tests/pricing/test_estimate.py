@@ -10,6 +10,7 @@ from decimal import Decimal, localcontext
 
 import pytest
 from genai_prices import Usage as GenaiUsage
+from genai_prices import __version__ as GENAI_PRICES_VERSION
 from genai_prices import calc_price, data_snapshot
 from genai_prices.types import ModelPrice
 
@@ -42,7 +43,7 @@ def test_anthropic_cache_write_and_read() -> None:
         other_usd=Decimal(0),
         model_id=SONNET,
         provider_id="anthropic",
-        source="genai-prices 0.2.3",
+        source=f"genai-prices {GENAI_PRICES_VERSION}",
     )
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from genai_prices import __version__ as GENAI_PRICES_VERSION
 from genai_prices.types import ModelPrice, Tier, TieredPrices
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -140,7 +141,9 @@ def test_provider_discount() -> None:
     assert cost is not None
     assert cost.total_usd == Decimal("0.013338")
     assert cost.output_usd == Decimal("0.00405")
-    assert cost.source.startswith("genai-prices 0.2.3, 10% off per overrides mapping sha256:")
+    assert cost.source.startswith(
+        f"genai-prices {GENAI_PRICES_VERSION}, 10% off per overrides mapping sha256:"
+    )
 
 
 def test_provider_discount_by_alias() -> None:
