@@ -358,3 +358,71 @@ def test_configure_rejects_unwritable_path(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="invalid sink URL"):
         tokenmeter.configure(sink=f"jsonl:{blocker}/usage.jsonl")
+
+
+class ExitingSink:
+    """Raises SystemExit from its first write, as a careless client library might."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.records: list[UsageRecord] = []
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise SystemExit(3)
+        self.records.extend(records)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_sink_raising_system_exit_is_retried(tmp_path: Path) -> None:
+    sink = ExitingSink()
+    fast_config(tmp_path, sink)
+
+    step()
+
+    assert tokenmeter.flush(timeout=10)
+    assert len(sink.records) == 1
+    [sink_stats] = tokenmeter.stats().sinks.values()
+    assert "SystemExit" in (sink_stats.last_error or "")
+
+
+def test_password_with_comma_never_shown() -> None:
+    with pytest.raises(ValueError, match="invalid sink URL") as caught:
+        tokenmeter.configure(sink="ftp://alice:Sec,retPW@127.0.0.1/db")
+
+    assert "Sec" not in str(caught.value)
+    assert "retPW" not in str(caught.value)
+
+
+def test_infinite_timeouts_rejected_or_unbounded(memory_sink: MemorySink) -> None:
+    with pytest.raises(ValueError, match="flush_timeout_s"):
+        tokenmeter.configure(flush_timeout_s=float("inf"))
+
+    step()
+
+    assert tokenmeter.flush(float("inf"))
+    assert len(memory_sink.records) == 1
+
+
+def test_invalid_env_entries_share_one_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_script(
+        """
+        import tokenmeter
+        from tokenmeter import Usage, meter
+        with meter(agent="fallback", model="gpt-4o") as m:
+            m.add(Usage(7, 1))
+        tokenmeter.flush()
+        print(len(tokenmeter.stats().sinks))
+        """,
+        {"TOKENMETER_SINK": "foo://a,bar://b", "TOKENMETER_SPOOL_DIR": str(tmp_path / "spool")},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+    assert len(tokenmeter.read_jsonl(tmp_path / "tokenmeter.jsonl", dedupe=False)) == 1

@@ -570,3 +570,71 @@ async def test_async_generator_error_recorded(memory_sink: MemorySink, anyio_bac
     assert record.status == "error"
     assert record.error_type == "RuntimeError"
     assert record.input_tokens == 7
+
+
+def test_raising_attributes_never_reach_caller(memory_sink: MemorySink) -> None:
+    class Hostile:
+        def __getattribute__(self, name: str) -> Any:
+            raise RuntimeError(f"no {name}")
+
+    hostile = Hostile()
+
+    @metered_turn(agent="bot")
+    def step() -> Hostile:
+        return hostile
+
+    assert step() is hostile
+    [record] = records_of(memory_sink)
+    assert record.unmeasured_rounds == 1
+
+
+def test_oversized_count_is_unmeasured(memory_sink: MemorySink) -> None:
+    @metered_turn(provider="openai")
+    def step() -> dict[str, Any]:
+        return openai_chat(10**30, 1)
+
+    step()
+    [record] = records_of(memory_sink)
+
+    assert record.unmeasured_rounds == 1
+    assert record.input_tokens is None
+
+
+async def test_async_callable_object_is_awaited(memory_sink: MemorySink) -> None:
+    class Agent:
+        async def __call__(self) -> Usage:
+            return Usage(7, 0)
+
+    wrapped = metered_turn(agent="callable", model="gpt-4o")(Agent())
+
+    assert inspect.iscoroutinefunction(wrapped)
+    assert await wrapped() == Usage(7, 0)
+    assert await tokenmeter.aflush(timeout=10)
+    [record] = memory_sink.records
+    assert record.input_tokens == 7
+
+
+test_async_callable_object_is_awaited = pytest.mark.anyio(test_async_callable_object_is_awaited)
+
+
+def test_bad_option_types_are_recorded_as_text(memory_sink: MemorySink) -> None:
+    class Opaque:
+        def __str__(self) -> str:
+            return "opaque"
+
+    with meter(agent=123, tags=5, metadata={"obj": Opaque()}) as m:  # type: ignore[arg-type]
+        m.add(Usage(1, 1), model="gpt-4o")
+    [record] = records_of(memory_sink)
+
+    assert record.agent == "123"
+    assert record.tags == []
+    assert record.metadata == {"obj": "opaque"}
+
+
+def test_add_before_enter_is_own_turn(memory_sink: MemorySink) -> None:
+    m = meter(agent="early", model="gpt-4o")
+
+    m.add(Usage(7, 0))
+    [record] = records_of(memory_sink)
+
+    assert record.input_tokens == 7

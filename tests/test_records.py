@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 
 from tokenmeter import Cost, Usage, UsageRecord
 from tokenmeter.records import (
+    SCHEMA_VERSION,
     ModelUsage,
+    RoundUsage,
     record_from_json,
     record_to_json,
     trusted_model_usage,
     trusted_record,
+    trusted_round_usage,
 )
 
 
@@ -43,8 +46,33 @@ def record_values(cost: Decimal | None = Decimal("0.01482")) -> dict[str, object
         "reasoning_tokens": 0,
         "details": {"web_searches": 1},
         "cost_usd": cost,
+        "input_cost_usd": None if cost is None else Decimal("0.00012"),
+        "cache_read_cost_usd": None if cost is None else Decimal("0.0027"),
+        "cache_write_cost_usd": None if cost is None else Decimal("0.0075"),
+        "output_cost_usd": None if cost is None else Decimal("0.0045"),
+        "other_cost_usd": None if cost is None else Decimal(0),
         "price_status": "priced" if cost is not None else "unpriced",
         "price_source": "genai-prices 0.2.3",
+        "priced_at": datetime(2026, 12, 4, 12, 0, tzinfo=UTC),
+        "reported_cost_usd": Decimal("1.482E-2"),
+        "rounds_usage": [
+            trusted_round_usage(
+                {
+                    "model": "claude-sonnet-4-5",
+                    "provider": "anthropic",
+                    "input_tokens": 11040,
+                    "cache_read_tokens": 9000,
+                    "cache_write_tokens": 2000,
+                    "output_tokens": 300,
+                    "reasoning_tokens": 0,
+                    "details": {"web_searches": 1},
+                    "price_context": {"processing": "batch"},
+                }
+            )
+        ],
+        "repriced_cost_usd": None,
+        "repriced_at": None,
+        "repriced_source": None,
         "by_model": [
             trusted_model_usage(
                 {
@@ -63,7 +91,7 @@ def record_values(cost: Decimal | None = Decimal("0.01482")) -> dict[str, object
         ],
         "tags": ["prod"],
         "metadata": {"ticket": 7},
-        "schema_version": 1,
+        "schema_version": 2,
     }
 
 
@@ -81,6 +109,70 @@ def test_trusted_record_equals_validated() -> None:
 def test_trusted_constructors_cover_every_field() -> None:
     assert set(record_values()) == set(UsageRecord.model_fields)
     assert set(record_values()["by_model"][0].__dict__) == set(ModelUsage.model_fields)  # type: ignore[index]
+    assert set(record_values()["rounds_usage"][0].__dict__) == set(RoundUsage.model_fields)  # type: ignore[index]
+
+
+def test_schema_version_is_two() -> None:
+    assert SCHEMA_VERSION == 2
+    assert UsageRecord.model_fields["schema_version"].default == 2
+
+
+def test_version_one_record_reads_back() -> None:
+    # A line as tokenmeter wrote it before schema version 2: none of the newer fields.
+    line = (
+        '{"id":"6f1c2c8e-8f4e-4a8e-9a39-1d4c7b9e2f10","timestamp":"2026-05-01T12:00:00+00:00",'
+        '"duration_ms":12.5,"run_id":"6f1c2c8e-8f4e-4a8e-9a39-1d4c7b9e2f10","parent_id":null,'
+        '"agent":"bot","name":"step","model":"gpt-4o","provider":"openai","status":"ok",'
+        '"error_type":null,"rounds":1,"unmeasured_rounds":0,"input_tokens":7,'
+        '"cache_read_tokens":0,"cache_write_tokens":0,"output_tokens":0,"reasoning_tokens":0,'
+        '"details":{},"cost_usd":0.0000175,"price_status":"priced",'
+        '"price_source":"genai-prices 0.2.3","by_model":[],"tags":[],"metadata":{},'
+        '"schema_version":1}'
+    )
+
+    record = record_from_json(line)
+
+    assert record.schema_version == 1
+    assert record.cost_usd == Decimal("0.0000175")
+    for name in (
+        "input_cost_usd",
+        "cache_read_cost_usd",
+        "cache_write_cost_usd",
+        "output_cost_usd",
+        "other_cost_usd",
+        "priced_at",
+        "reported_cost_usd",
+        "rounds_usage",
+        "repriced_cost_usd",
+        "repriced_at",
+        "repriced_source",
+    ):
+        assert getattr(record, name) is None, name
+
+
+def test_json_round_trip_keeps_provenance() -> None:
+    record = trusted_record(record_values())
+
+    back = record_from_json(record_to_json(record))
+
+    assert back == record
+    assert str(back.reported_cost_usd) == "0.01482"
+    assert back.rounds_usage is not None
+    assert back.rounds_usage[0].price_context == {"processing": "batch"}
+    assert back.priced_at == datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def test_priced_at_normalized_to_utc() -> None:
+    values = record_values()
+    values["priced_at"] = datetime(2026, 12, 4, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    values["repriced_at"] = datetime(2026, 12, 5, 8, 30)
+
+    record = UsageRecord.model_validate(values)
+
+    assert record.priced_at == datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    assert record.priced_at is not None
+    assert record.priced_at.utcoffset() == timedelta(0)
+    assert record.repriced_at == datetime(2026, 12, 5, 8, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +225,7 @@ def test_usage_rejects_negative() -> None:
 
 @pytest.mark.parametrize("value", [1.5, "10", True, None])
 def test_usage_rejects_non_int(value: object) -> None:
-    with pytest.raises(TypeError, match="Usage.output_tokens must be a non-negative int"):
+    with pytest.raises(TypeError, match=r"Usage\.output_tokens must be a non-negative int"):
         Usage(0, value)  # type: ignore[arg-type]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -66,7 +67,7 @@ def _check_positive(name: str, value: Any, kind: type, *, allow_zero: bool = Fal
     valid_type = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
         valid_type = isinstance(value, int) and not isinstance(value, bool)
-    if not valid_type or value < 0 or (value == 0 and not allow_zero) or value != value:
+    if not valid_type or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "greater than zero"
         raise ValueError(
             f"configure({name}=...) got {value!r}; "
@@ -135,6 +136,10 @@ def configure(
         if value is not None:
             changes[name] = _check_positive(name, value, kind, allow_zero=allow_zero)
     if spool_dir is not None:
+        if not isinstance(spool_dir, (str, os.PathLike)):
+            raise ValueError(
+                f"configure(spool_dir=...) got {spool_dir!r}; expected a path (str or PathLike)"
+            )
         changes["spool_dir"] = Path(spool_dir).expanduser()
     if enabled is not None:
         if not isinstance(enabled, bool):
@@ -150,19 +155,28 @@ def configure(
     replace_engine(new_settings, timeout=base.flush_timeout_s)
 
 
+def _finite_or_none(timeout: float | None) -> float | None:
+    # threading.Event.wait rejects infinity; None is its way of waiting without a limit.
+    if timeout is None or math.isfinite(timeout):
+        return timeout
+    return None
+
+
 def flush(timeout: float | None = None) -> bool:
     """Block until every record metered so far is delivered or spooled.
 
     Returns True if that happened within `timeout` seconds (None waits as long as it takes).
     Blocks the calling thread: in async code, use `await aflush()`.
     """
-    return get_engine().flush(timeout)
+    return get_engine().flush(_finite_or_none(timeout))
 
 
 async def aflush(timeout: float | None = None) -> bool:  # noqa: ASYNC109 - mirrors flush()
     """Like `flush()`, awaited without blocking the event loop (asyncio or trio)."""
     engine = get_engine()
-    return await anyio.to_thread.run_sync(engine.flush, timeout, abandon_on_cancel=True)
+    return await anyio.to_thread.run_sync(
+        engine.flush, _finite_or_none(timeout), abandon_on_cancel=True
+    )
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -171,7 +185,7 @@ def shutdown(timeout: float | None = None) -> bool:
 
     Metering after shutdown starts delivery again. Returns True when nothing was left over.
     """
-    return get_engine().shutdown(timeout)
+    return get_engine().shutdown(_finite_or_none(timeout))
 
 
 def stats() -> DeliveryStats:

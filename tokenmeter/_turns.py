@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from tokenmeter._billing import price_context_of, reported_cost_of, with_billing
 from tokenmeter._logging import RateLimitedLog
 from tokenmeter.extract import (
     MalformedUsage,
@@ -18,13 +19,15 @@ from tokenmeter.extract import (
     canonical_provider,
     read_response,
 )
-from tokenmeter.pricing import estimate_cost
+from tokenmeter.pricing import PriceSnapshot, current_prices
 from tokenmeter.records import (
     SCHEMA_VERSION,
     Cost,
+    RoundUsage,
     UsageRecord,
     trusted_model_usage,
     trusted_record,
+    trusted_round_usage,
 )
 from tokenmeter.usage import Usage
 
@@ -43,13 +46,18 @@ logger = logging.getLogger("tokenmeter")
 
 
 class Deferred:
-    """A response whose usage is read later, on the delivery thread, to keep callers fast."""
+    """A response whose usage is read later, on the delivery thread, to keep callers fast.
 
-    __slots__ = ("obj", "provider")
+    NOTE: a caller that changes the response after returning it changes what is recorded.
+    """
 
-    def __init__(self, obj: object, provider: str | None) -> None:
+    __slots__ = ("batch", "obj", "provider")
+
+    def __init__(self, obj: object, provider: str | None, batch: bool = False) -> None:
         self.obj = obj
         self.provider = provider
+        self.batch = batch
+        """Whether the caller marked the round as a batch job."""
 
 
 Round = tuple[Usage | Deferred | None, str | None, str | None]
@@ -129,7 +137,10 @@ def resolve(
     """
     usage, model, provider = round_
     if type(usage) is Deferred:
+        batch = usage.batch
         usage, model, provider = read_round(usage.obj, model, usage.provider or provider)
+        if batch and usage is not None:
+            usage = with_billing(usage, batch=True)
     elif provider is not None:
         provider = canonical_or_none(provider)
     return (usage, model or default_model, provider or default_provider)  # type: ignore[return-value]
@@ -162,7 +173,7 @@ def new_id() -> int:
 class TurnOptions:
     """The options of a decorator or meter, shared by all its turns."""
 
-    __slots__ = ("agent", "metadata", "model", "name", "provider", "tags")
+    __slots__ = ("agent", "batch", "metadata", "model", "name", "provider", "tags")
 
     def __init__(
         self,
@@ -172,6 +183,7 @@ class TurnOptions:
         provider: str | None,
         tags: tuple[str, ...],
         metadata: dict[str, Any] | None,
+        batch: bool = False,
     ) -> None:
         self.name = name
         self.agent = agent
@@ -179,6 +191,8 @@ class TurnOptions:
         self.provider = provider
         self.tags = tags
         self.metadata = metadata
+        self.batch = batch
+        """Whether every round of these turns ran as a batch job, at batch prices."""
 
 
 class TurnEvent:
@@ -220,11 +234,11 @@ class TurnEvent:
 
 
 def _price_round(
-    usage: Usage, model: str | None, provider: str | None, at: datetime
+    prices: PriceSnapshot, usage: Usage, model: str | None, provider: str | None, at: float
 ) -> Cost | None:
     if model is None:
         return None
-    return estimate_cost(usage, model, provider, at=at)
+    return prices.estimate(usage, model, provider, at)
 
 
 class _ModelTotals:
@@ -237,17 +251,73 @@ class _ModelTotals:
         self.priced = True
 
 
+class _TurnCosts:
+    """The costs of a turn's measured rounds, by component, and the provider-reported costs."""
+
+    __slots__ = ("components", "reported", "reported_rounds", "sources", "unpriced")
+
+    def __init__(self) -> None:
+        self.components = [Decimal(0)] * 5
+        self.reported = Decimal(0)
+        self.reported_rounds = 0
+        self.sources: set[str] = set()
+        self.unpriced = 0
+
+    def add(self, cost: Cost | None, usage: Usage) -> None:
+        reported = reported_cost_of(usage)
+        if reported is not None:
+            self.reported += reported
+            self.reported_rounds += 1
+        if cost is None:
+            self.unpriced += 1
+            return
+        components = self.components
+        components[0] += cost.input_usd
+        components[1] += cost.cache_read_usd
+        components[2] += cost.cache_write_usd
+        components[3] += cost.output_usd
+        components[4] += cost.other_usd
+        if cost.source:
+            self.sources.add(cost.source)
+
+    @property
+    def total(self) -> Decimal:
+        components = self.components
+        return components[0] + components[1] + components[2] + components[3] + components[4]
+
+
+def _round_usage(usage: Usage, model: str | None, provider: str | None) -> RoundUsage:
+    return trusted_round_usage(
+        {
+            "model": model,
+            "provider": provider,
+            "input_tokens": usage.input_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "output_tokens": usage.output_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "details": dict(usage.details),
+            "price_context": dict(price_context_of(usage)),
+        }
+    )
+
+
 def build_record(event: TurnEvent) -> UsageRecord:
-    """Price each round of `event` with its own model and sum them into one record."""
+    """Price each round of `event` with its own model and sum them into one record.
+
+    Every round of the turn is priced from one snapshot of the prices, taken here, so that a
+    price update or new overrides never split a turn between two sets of prices.
+    """
     options = event.options
     # Prices are taken for the time the turn started, not for when delivery caught up.
     started = datetime.fromtimestamp(event.started_ns / 1e9, tz=UTC)
+    at = event.started_ns / 1e9
+    prices = current_prices()
     totals: dict[tuple[str | None, str | None], _ModelTotals] = {}
     turn_usage: Usage | None = None
-    turn_cost = Decimal(0)
+    costs = _TurnCosts()
+    rounds_usage: list[RoundUsage] = []
     unmeasured = 0
-    unpriced = 0
-    sources: set[str] = set()
 
     for round_ in event.rounds:
         usage, model, provider = resolve(round_, options.model, options.provider)
@@ -256,28 +326,29 @@ def build_record(event: TurnEvent) -> UsageRecord:
         if usage is None:
             unmeasured += 1
             continue
+        if options.batch:
+            usage = with_billing(usage, batch=True)
 
         per_model.usage = usage if per_model.usage is None else per_model.usage + usage
         turn_usage = usage if turn_usage is None else turn_usage + usage
-        cost = _price_round(usage, model, provider, started)
+        rounds_usage.append(_round_usage(usage, model, provider))
+        cost = _price_round(prices, usage, model, provider, at)
+        costs.add(cost, usage)
         if cost is None:
             per_model.priced = False
-            unpriced += 1
         else:
             per_model.cost += cost.total_usd
-            turn_cost += cost.total_usd
-            if cost.source:
-                sources.add(cost.source)
 
     measured = len(event.rounds) - unmeasured
     if measured == 0:
         price_status = "unmeasured"
-    elif unpriced == 0:
+    elif costs.unpriced == 0:
         price_status = "priced"
-    elif unpriced < measured:
+    elif costs.unpriced < measured:
         price_status = "partial"
     else:
         price_status = "unpriced"
+    priced = price_status == "priced"
 
     # Trusted construction skips validation: every value comes from validated Usage objects
     # and the price table, and validation would double the delivery thread's work per record.
@@ -302,6 +373,7 @@ def build_record(event: TurnEvent) -> UsageRecord:
         )
     main_model, main_provider = _main_model(totals, event)
     measured_usage = turn_usage is not None
+    components = costs.components
 
     return trusted_record(
         {
@@ -324,9 +396,22 @@ def build_record(event: TurnEvent) -> UsageRecord:
             "output_tokens": turn_usage.output_tokens if turn_usage else None,
             "reasoning_tokens": turn_usage.reasoning_tokens if turn_usage else None,
             "details": dict(turn_usage.details) if measured_usage and turn_usage else {},
-            "cost_usd": turn_cost if price_status == "priced" else None,
+            "cost_usd": costs.total if priced else None,
+            "input_cost_usd": components[0] if priced else None,
+            "cache_read_cost_usd": components[1] if priced else None,
+            "cache_write_cost_usd": components[2] if priced else None,
+            "output_cost_usd": components[3] if priced else None,
+            "other_cost_usd": components[4] if priced else None,
             "price_status": price_status,
-            "price_source": "; ".join(sorted(sources)) or None,
+            "price_source": "; ".join(sorted(costs.sources)) or None,
+            "priced_at": started if measured else None,
+            "reported_cost_usd": (
+                costs.reported if measured and costs.reported_rounds == measured else None
+            ),
+            "rounds_usage": rounds_usage,
+            "repriced_cost_usd": None,
+            "repriced_at": None,
+            "repriced_source": None,
             "by_model": by_model,
             "tags": list(options.tags),
             "metadata": dict(options.metadata) if options.metadata else {},

@@ -1,4 +1,4 @@
-"""The `tokenmeter` command: `demo`, `report`, `prices` and `replay`."""
+"""The `tokenmeter` command: `demo`, `report`, `prices`, `reprice` and `replay`."""
 
 from __future__ import annotations
 
@@ -31,16 +31,28 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_prices(args: argparse.Namespace) -> int:
     from tokenmeter.pricing import describe_prices
+    from tokenmeter.pricing._estimate import resolve
 
-    print(describe_prices(args.model, args.provider))
+    text = describe_prices(args.model, args.provider)
+    if resolve(args.provider, args.model) is None:
+        print(text, file=sys.stderr)
+        return 1
+    print(text)
     return 0
+
+
+def _cmd_reprice(args: argparse.Namespace) -> int:
+    from tokenmeter.reprice import run_reprice
+
+    return run_reprice(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenmeter",
         description=(
-            "Meter what LLM agents cost: run the demo, report spend, show prices, replay the spool."
+            "Meter what LLM agents cost: run the demo, report spend, show and re-apply prices, "
+            "replay the spool."
         ),
     )
     parser.add_argument(
@@ -125,6 +137,37 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("model", help="model id as your code passes it, e.g. claude-sonnet-4-5")
     prices.add_argument("--provider", help="provider id or alias, e.g. anthropic, bedrock, xai")
     prices.set_defaults(handler=_cmd_prices)
+
+    reprice = commands.add_parser(
+        "reprice",
+        help="price stored records again with today's prices, keeping the original cost",
+        description=(
+            "Price the records of a sink again with the prices in effect now (genai-prices' "
+            "table and the overrides of TOKENMETER_PRICES) and store the result beside the "
+            "original cost, in repriced_cost_usd, repriced_at and repriced_source; cost_usd "
+            "is never changed. A JSONL file is rewritten atomically, SQL tables are updated "
+            "by record id."
+        ),
+    )
+    reprice.add_argument(
+        "sink",
+        help="sink URL (jsonl:PATH, sqlite:///PATH, postgresql://...), JSONL file or SQLite "
+        "file to re-price",
+    )
+    reprice.add_argument(
+        "--since", help="only records at or after this time: ISO date/time or 7d, 12h, 30m"
+    )
+    reprice.add_argument(
+        "--until", help="only records before this time: ISO date/time or 7d, 12h, 30m"
+    )
+    reprice.add_argument(
+        "--at",
+        choices=("request", "now"),
+        default="request",
+        help="take time-dependent prices (off-peak hours, dated price changes) for each "
+        "record's request time (default) or for now",
+    )
+    reprice.set_defaults(handler=_cmd_reprice)
 
     replay = commands.add_parser(
         "replay",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -79,7 +81,7 @@ def _parse_number(
         value = kind(raw.strip())
     except ValueError:
         value = None
-    if value is None or value < minimum or value != value:
+    if value is None or value < minimum or not math.isfinite(value):
         logger.error(
             "%s=%r is invalid: expected a %s of at least %s; using the default %s",
             name,
@@ -92,9 +94,28 @@ def _parse_number(
     return value
 
 
+_SINK_START = re.compile(
+    r"^\s*(?:jsonl:|sqlite:|stdout(?::|\s*$)|none\s*$|[A-Za-z][A-Za-z0-9+.\-]*://|[^,]*\.jsonl\s*$)",
+    re.IGNORECASE,
+)
+
+
 def split_sink_urls(raw: str) -> tuple[str, ...]:
-    """Split a comma-separated `TOKENMETER_SINK` value into URLs, dropping blanks."""
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+    """Split a comma-separated `TOKENMETER_SINK` value into URLs, dropping blanks.
+
+    A comma only separates sinks when the text after it starts a sink URL (`jsonl:`,
+    `sqlite:`, `stdout`, `none`, any `scheme://`, or a `.jsonl` path). Other commas stay in
+    the URL, so a password or a multi-host PostgreSQL URL may contain one.
+    """
+    parts: list[str] = []
+    for piece in raw.split(","):
+        if not piece.strip():
+            continue
+        if parts and not _SINK_START.match(piece):
+            parts[-1] = f"{parts[-1]},{piece}"
+        else:
+            parts.append(piece)
+    return tuple(part.strip() for part in parts if part.strip())
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:

@@ -98,6 +98,27 @@ class DeliveryStats:
         return self.queue_full_drops + sum(sum(s.dropped.values()) for s in self.sinks.values())
 
 
+class SinkRaisedBaseException(Exception):
+    """A sink's write raised a BaseException that is not cancellation, such as SystemExit."""
+
+
+async def _guarded_write(sink: Sink, batch: Sequence[UsageRecord]) -> None:
+    # A sink raising SystemExit or KeyboardInterrupt must fail its batch, not end the
+    # delivery thread. Cancellation from tokenmeter's own timeouts passes through.
+    try:
+        await sink.write(batch)
+    except Exception:
+        raise
+    except BaseException as error:
+        task = asyncio.current_task()
+        cancelled = isinstance(error, asyncio.CancelledError) and (
+            task is not None and task.cancelling() > 0
+        )
+        if cancelled:
+            raise
+        raise SinkRaisedBaseException(f"the sink raised {error!r}") from error
+
+
 class _Channel:
     """One sink, the records waiting for it, and its counters."""
 
@@ -114,6 +135,8 @@ class _Channel:
         self.wake = asyncio.Event()
         self.stats = SinkStats()
         self.scope: anyio.CancelScope | None = None
+        self.down = False
+        """Set when a batch exhausted its retries, cleared by the next successful write."""
 
 
 def _sink_label(spec: Any, sink: Sink) -> str:
@@ -216,7 +239,7 @@ class Engine:
                 return
             if self._state == "closed":
                 # Records after shutdown() restart the engine rather than vanish.
-                logger.info("tokenmeter: a turn was metered after shutdown(); restarting delivery")
+                logger.info("tokenmeter: delivery was stopped or crashed; restarting it")
                 self._reset_for_restart()
             self._start_locked()
 
@@ -374,7 +397,13 @@ class Engine:
         try:
             loop.run_until_complete(self._main())
         except BaseException:
-            logger.exception("tokenmeter: the delivery thread crashed; records may be lost")
+            logger.exception(
+                "tokenmeter: the delivery thread crashed; the next metered turn restarts it, "
+                "and records it held may be lost"
+            )
+            with self._lock:
+                if self._state == "running":
+                    self._state = "closed"
         finally:
             self._loop = None
             try:
@@ -429,6 +458,8 @@ class Engine:
                     DEFAULT_SINK,
                 )
                 spec = DEFAULT_SINK
+                if any(channel.label == DEFAULT_SINK for channel in channels):
+                    continue  # several invalid entries share one fallback, not one each
                 sink = open_sink(spec)
             spool = Spool(self.settings.spool_dir, _spool_key(spec, sink), _sink_label(spec, sink))
             channels.append(_Channel(sink, _sink_label(spec, sink), spool))
@@ -630,8 +661,11 @@ class Engine:
                 error,
             )
 
+        # A sink whose last batch exhausted its retries gets one attempt per batch until a
+        # write succeeds again, so its backlog reaches the spool at the rate records arrive.
+        attempts = 1 if channel.down else settings.retry_attempts
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.retry_attempts),
+            stop=stop_after_attempt(attempts),
             wait=wait_exponential_jitter(
                 initial=settings.retry_initial_s, max=settings.retry_max_s
             ),
@@ -646,9 +680,11 @@ class Engine:
                 async for attempt in retrying:
                     with attempt:
                         with anyio.fail_after(settings.write_timeout_s):
-                            await channel.sink.write(batch)
+                            await _guarded_write(channel.sink, batch)
+                channel.down = False
                 return True
             except Exception as error:
+                channel.down = True
                 channel.stats.failed_batches += 1
                 channel.stats.last_error = repr(error)
                 _limited.log(
@@ -658,7 +694,7 @@ class Engine:
                     "spooling them for replay",
                     len(batch),
                     channel.label,
-                    settings.retry_attempts,
+                    attempts,
                     error,
                 )
                 return False
@@ -723,6 +759,8 @@ or metadata, built from OpenAI chat completions on CPython 3.11."""
 def _estimate_bytes(record: UsageRecord) -> int:
     # An estimate, not a measurement: exact sizes would cost more than building the record.
     size = _RECORD_BASE_BYTES + 1500 * (len(record.by_model) - 1) + 60 * len(record.tags)
+    if record.rounds_usage:
+        size += 250 * len(record.rounds_usage)
     if record.metadata:
         size += 4 * len(repr(record.metadata))
     return size

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from tokenmeter import _turns
+from tokenmeter._billing import with_billing
 from tokenmeter._logging import RateLimitedLog
 from tokenmeter._turns import (
     Deferred,
@@ -59,7 +60,44 @@ def _normalize_tags(tags: Iterable[str] | Mapping[str, Any] | None) -> tuple[str
         return (tags,)
     if isinstance(tags, Mapping):
         return tuple(f"{key}:{value}" for key, value in tags.items())
-    return tuple(str(tag) for tag in tags)
+    try:
+        return tuple(str(tag) for tag in tags)
+    except TypeError:
+        logger.error(
+            "tokenmeter: tags=%r is invalid: expected a string, a list of strings or a mapping; "
+            "the turns are recorded without tags",
+            tags,
+        )
+        return ()
+
+
+def _text_or_none(name: str, value: object) -> str | None:
+    # Records store these as text; a number passed by mistake is kept, as text.
+    if value is None or isinstance(value, str):
+        return value
+    logger.warning(
+        "tokenmeter: %s=%r is not a string; it is recorded as %r", name, value, str(value)
+    )
+    return str(value)
+
+
+def _json_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Copy `metadata`, replacing values JSON cannot hold by their text, so every sink can
+    store the record: a value SQLite or JSON rejects would fail the whole batch."""
+    if not metadata:
+        return None
+    import json
+
+    try:
+        return dict(json.loads(json.dumps(dict(metadata), default=str)))
+    except (TypeError, ValueError) as error:
+        logger.error(
+            "tokenmeter: metadata=%r cannot be stored as JSON (%s); the turns are recorded "
+            "without metadata",
+            metadata,
+            error,
+        )
+        return None
 
 
 def _rounds_from_result(result: object, provider: str | None) -> list[Round]:
@@ -70,16 +108,31 @@ def _rounds_from_result(result: object, provider: str | None) -> list[Round]:
     """
     if result is None:
         return []
-    if isinstance(result, AgentTurn):
+    # type() and issubclass() never run the object's own attribute hooks, which may raise.
+    kind = type(result)
+    if issubclass(kind, AgentTurn):
+        result = cast(AgentTurn[Any], result)
         usage = result.usage
         if usage is None:
             return []
         if type(usage) is Usage:
+            if result.batch:
+                usage = with_billing(usage, batch=True)
             return [(usage, result.model, result.provider)]
-        return [(Deferred(usage, result.provider or provider), result.model, result.provider)]
-    if type(result) is Usage:
-        return [(result, None, None)]
+        deferred = Deferred(usage, result.provider or provider, result.batch)
+        return [(deferred, result.model, result.provider)]
+    if kind is Usage:
+        return [(cast(Usage, result), None, None)]
     return [(Deferred(result, provider), None, None)]
+
+
+def _marked_batch(round_: Round) -> Round:
+    usage, model, provider = round_
+    if isinstance(usage, Deferred):
+        return (Deferred(usage.obj, usage.provider, batch=True), model, provider)
+    if usage is None:
+        return round_
+    return (with_billing(usage, batch=True), model, provider)
 
 
 def _status_of(error: BaseException) -> str:
@@ -125,6 +178,9 @@ def _emit(
             rounds,
         )
         if enclosing_meter is not None and rounds:
+            if options.batch:
+                # The enclosing meter's running cost must see these rounds at batch prices.
+                rounds = [_marked_batch(round_) for round_ in rounds]
             enclosing_meter._add_child_rounds(rounds, options.model, options.provider)
         get_engine().submit(event)
     except Exception as error:
@@ -143,15 +199,26 @@ _plain_result_types: set[type] = {type(None), str, AgentTurn, Usage}
 
 def _is_stream(result: object) -> bool:
     kind = type(result)
-    if kind is dict:
-        # boto3's converse_stream() returns its event stream inside a dict.
-        return "stream" in result and _is_stream(result["stream"])  # type: ignore[index, operator]
     if kind in _plain_result_types:
         return False
-    from tokenmeter.streams import is_stream
+    try:
+        if kind is dict:
+            # boto3's converse_stream() returns its event stream inside a dict.
+            return "stream" in result and _is_stream(result["stream"])  # type: ignore[index, operator]
+        from tokenmeter.streams import is_stream
 
-    if is_stream(result):
-        return True
+        if is_stream(result):
+            return True
+    except Exception as error:
+        # An object whose attribute access raises is not a stream we could wrap anyway.
+        _limited.once(
+            logging.WARNING,
+            ("is-stream", kind),
+            "tokenmeter: could not inspect a returned %s: %r",
+            kind.__qualname__,
+            error,
+        )
+        return False
     _plain_result_types.add(kind)
     return False
 
@@ -459,6 +526,7 @@ def metered_turn(
     tags: Iterable[str] | Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     name: str | None = None,
+    batch: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -472,12 +540,14 @@ def metered_turn(
     tags: Iterable[str] | Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     name: str | None = None,
+    batch: bool = False,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Meter every call of an agent step: one record per call, in the background.
 
     Use it bare (`@metered_turn`) or with options. The step may be a sync or async function
-    or generator. Its return value is read for token usage: an `AgentTurn`, a provider
-    response (SDK object or dict), or anything with a `usage` attribute. The value is
+    or generator, or an object with an async `__call__`. Its return value is read for token
+    usage: an `AgentTurn`, a provider response (SDK object or dict), or anything with a
+    `usage` attribute. The value is
     returned untouched, except a live stream, which comes back wrapped so that its usage
     can be read when it ends. Exceptions propagate untouched and are recorded with
     `status="error"`.
@@ -491,12 +561,13 @@ def metered_turn(
         tags: Labels to filter and group by; a mapping becomes `key:value` tags.
         metadata: JSON-serializable data stored with each record.
         name: The step's name in records; the function's qualified name by default.
+        batch: Whether every round of the step runs as a batch job, priced at batch prices.
 
     Raises:
         TypeError: if `function` is not callable.
     """
     normalized_tags = _normalize_tags(tags)
-    metadata_dict = dict(metadata) if metadata else None
+    metadata_dict = _json_metadata(metadata)
 
     def decorate(target: Callable[P, R]) -> Callable[P, R]:
         if not callable(target):
@@ -504,16 +575,22 @@ def metered_turn(
                 f"metered_turn decorates functions, got {target!r} ({type(target).__name__})"
             )
         options = _StepOptions(
-            name or getattr(target, "__qualname__", None) or repr(target),
-            agent,
-            model,
+            _text_or_none("name", name) or getattr(target, "__qualname__", None) or repr(target),
+            _text_or_none("agent", agent),
+            _text_or_none("model", model),
             canonical_or_none(provider),
             normalized_tags,
             metadata_dict,
+            batch,
         )
+        call = getattr(target, "__call__", None)  # noqa: B004 - objects with async __call__
         if inspect.isasyncgenfunction(target):
             return cast(Callable[P, R], _wrap_async_generator(cast(Any, target), options))
-        if inspect.iscoroutinefunction(target):
+        if inspect.iscoroutinefunction(target) or (
+            not inspect.isfunction(target)
+            and not inspect.ismethod(target)
+            and inspect.iscoroutinefunction(call)
+        ):
             return cast(Callable[P, R], _wrap_async(cast(Any, target), options))
         if inspect.isgeneratorfunction(target):
             return cast(Callable[P, R], _wrap_generator(cast(Any, target), options))
@@ -545,12 +622,12 @@ class Meter:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self._options = _StepOptions(
-            name,
-            agent,
-            model,
+            _text_or_none("name", name),
+            _text_or_none("agent", agent),
+            _text_or_none("model", model),
             canonical_or_none(provider),
             _normalize_tags(tags),
-            dict(metadata) if metadata else None,
+            _json_metadata(metadata),
         )
         self._rounds: list[Round] = []
         self._child_rounds: list[tuple[Round, str | None, str | None]] = []
@@ -578,8 +655,13 @@ class Meter:
         *,
         model: str | None = None,
         provider: str | None = None,
+        batch: bool = False,
     ) -> Usage | None:
         """Record one round: a provider response, a usage object or dict, or a `Usage`.
+
+        `batch=True` marks the round as a batch job (OpenAI Batch API, Anthropic Message
+        Batches...), priced at batch prices. Results read from batch output files are
+        recognized as batch without it.
 
         Returns the usage read from it, or None when it reports none (the round is still
         counted, as unmeasured). Never raises on bad input: it logs a warning instead.
@@ -592,16 +674,18 @@ class Meter:
                 round_ = (round_[0], model, round_[2])
         else:
             round_ = read_round(response_or_usage, model, provider)
+        if batch and round_[0] is not None:
+            round_ = (with_billing(round_[0], batch=True), round_[1], round_[2])
 
         with self._lock:
-            late = self._state == "closed"
+            late = self._state != "open"
             if not late:
                 self._rounds.append(round_)
         if late:
             _limited.log(
                 logging.WARNING,
                 ("late-add", id(self)),
-                "tokenmeter: meter %r received add() after its block ended; the round is "
+                "tokenmeter: meter %r received add() outside its with block; the round is "
                 "recorded as a separate turn",
                 self._options.name or self._options.agent,
             )

@@ -68,6 +68,10 @@ _INTEGER_FIELDS = (
     "schema_version",
 )
 _UUID_FIELDS = ("id", "run_id", "parent_id")
+_COST_FIELDS = frozenset(
+    name for name in UsageRecord.model_fields if name == "cost_usd" or name.endswith("_cost_usd")
+)
+_TIME_FIELDS = ("timestamp", "priced_at", "repriced_at")
 _PANDAS_EXTRA = "pip install 'tokenmeter[pandas]'"
 _POSTGRES_EXTRA = "pip install 'tokenmeter[postgres]'"
 _POLARS_EXTRA = "pip install 'tokenmeter[polars]'"
@@ -565,11 +569,13 @@ def to_pandas(records: Iterable[UsageRecord]) -> pd.DataFrame:
 
     Column types:
 
-    - `timestamp`: `datetime64[..., UTC]`.
+    - `timestamp`, `priced_at`, `repriced_at`: `datetime64[..., UTC]`, NaT when unknown.
     - counts: `int64`, or the nullable `Int64` when some value is `None`.
-    - `cost_usd`: an `object` column of the exact `Decimal` objects, or `None`.
+    - costs (`cost_usd`, the `*_cost_usd` components, `reported_cost_usd`,
+      `repriced_cost_usd`): `object` columns of the exact `Decimal` objects, or `None`.
     - ids: strings. `duration_ms`: `float64`, NaN when unknown.
-    - `tags`, `metadata`, `details` and `by_model`: Python lists and dicts.
+    - `tags`, `metadata`, `details`, `by_model` and `rounds_usage`: Python lists and dicts
+      (`rounds_usage` is `None` in records of schema version 1).
 
     Raises:
         ImportError: if pandas is not installed; the message names
@@ -587,7 +593,7 @@ def to_pandas(records: Iterable[UsageRecord]) -> pd.DataFrame:
 
 
 def _pandas_column(pandas: ModuleType, name: str, values: list[Any]) -> Any:
-    if name == "timestamp":
+    if name in _TIME_FIELDS:
         return pandas.Series(pandas.to_datetime(values, utc=True))
     if name in _INTEGER_FIELDS:
         dtype = "Int64" if any(value is None for value in values) else "int64"
@@ -596,10 +602,12 @@ def _pandas_column(pandas: ModuleType, name: str, values: list[Any]) -> Any:
         return pandas.Series([None if value is None else str(value) for value in values])
     if name == "duration_ms":
         return pandas.Series(values, dtype="float64")
-    if name == "cost_usd":
+    if name in _COST_FIELDS:
         return pandas.Series(values, dtype=object)
-    if name == "by_model":
-        dumped = [[usage.model_dump() for usage in value] for value in values]
+    if name in ("by_model", "rounds_usage"):
+        dumped = [
+            None if value is None else [usage.model_dump() for usage in value] for value in values
+        ]
         return pandas.Series(dumped, dtype=object)
     if name in ("tags", "metadata", "details"):
         return pandas.Series(values, dtype=object)
@@ -611,14 +619,16 @@ def to_polars(records: Iterable[UsageRecord]) -> pl.DataFrame:
 
     Column types:
 
-    - `timestamp`: `Datetime("us", "UTC")`.
+    - `timestamp`, `priced_at`, `repriced_at`: `Datetime("us", "UTC")`.
     - counts: `Int64`, null when unknown. `duration_ms`: `Float64`.
-    - `cost_usd`: `Decimal(38, scale)`, where `scale` is the largest number of decimal places
-      among the costs, so every cost keeps its exact value. Costs that need more than 38
-      digits together go into an `Object` column of `Decimal`s instead.
+    - costs (`cost_usd`, the `*_cost_usd` components, `reported_cost_usd`,
+      `repriced_cost_usd`): `Decimal(38, scale)`, where `scale` is the largest number of
+      decimal places among the column's costs, so every cost keeps its exact value. Costs
+      that need more than 38 digits together go into an `Object` column of `Decimal`s.
     - ids and other text fields: `String`. `tags`: `List(String)`.
-    - `details`, `by_model` and `metadata`: JSON text (`String`), as the SQL sinks store them,
-      for `pl.col(...).str.json_decode()`. Costs inside `by_model` are JSON strings.
+    - `details`, `by_model`, `rounds_usage` and `metadata`: JSON text (`String`), as the SQL
+      sinks store them, for `pl.col(...).str.json_decode()`. Costs inside `by_model` are JSON
+      strings. `rounds_usage` is null in records of schema version 1.
 
     Raises:
         ImportError: if polars is not installed; the message names
@@ -639,7 +649,7 @@ def to_polars(records: Iterable[UsageRecord]) -> pl.DataFrame:
 
 
 def _polars_column(polars: ModuleType, name: str, values: list[Any]) -> Any:
-    if name == "timestamp":
+    if name in _TIME_FIELDS:
         return polars.Series(name, values, dtype=polars.Datetime("us", "UTC"))
     if name in _INTEGER_FIELDS:
         return polars.Series(name, values, dtype=polars.Int64)
@@ -647,12 +657,12 @@ def _polars_column(polars: ModuleType, name: str, values: list[Any]) -> Any:
         return polars.Series(name, [_str_or_none(value) for value in values], dtype=polars.String)
     if name == "duration_ms":
         return polars.Series(name, values, dtype=polars.Float64)
-    if name == "cost_usd":
+    if name in _COST_FIELDS:
         return polars.Series(name, values, dtype=_polars_decimal_type(polars, values))
     if name == "tags":
         return polars.Series(name, values, dtype=polars.List(polars.String))
-    if name in ("details", "metadata", "by_model"):
-        texts = [_json_text(value) for value in values]
+    if name in ("details", "metadata", "by_model", "rounds_usage"):
+        texts = [None if value is None else _json_text(value) for value in values]
         return polars.Series(name, texts, dtype=polars.String)
     return polars.Series(name, values, dtype=polars.String)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,13 +17,20 @@ __all__ = [
     "SCHEMA_VERSION",
     "Cost",
     "ModelUsage",
+    "Repricing",
+    "RoundUsage",
     "UsageRecord",
+    "json_line",
     "record_from_json",
     "record_to_json",
 ]
 
-SCHEMA_VERSION = 1
-"""Version of the record layout; readers accept records up to this version."""
+SCHEMA_VERSION = 2
+"""Version of the record layout; readers accept records up to this version.
+
+Version 2 added the cost components, `priced_at`, `reported_cost_usd`, `rounds_usage` and the
+`repriced_*` fields. Version 1 records read back with those fields `None`.
+"""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -97,6 +105,24 @@ class ModelUsage(BaseModel):
     """`None` when the model is not in the price table."""
 
 
+class RoundUsage(BaseModel):
+    """The token counts of one measured round, kept so that `tokenmeter reprice` can price it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    model: str | None
+    provider: str | None
+    input_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    details: dict[str, int] = Field(default_factory=dict)
+    price_context: dict[str, str] = Field(default_factory=dict)
+    """genai-prices price-variant keys and values of the round's billing: `{"processing":
+    "batch"}`, `{"service_tier": "flex"}`. Empty for a standard round."""
+
+
 class UsageRecord(BaseModel):
     """One metered turn: what every sink stores, one per `metered_turn` call or `meter()` block.
 
@@ -136,16 +162,47 @@ class UsageRecord(BaseModel):
     reasoning_tokens: int | None = None
     details: dict[str, int] = Field(default_factory=dict)
     cost_usd: Decimal | None = None
+    """Our estimate from the price table and the overrides; `None` when some measured round
+    has no price."""
+    input_cost_usd: Decimal | None = None
+    """The part of `cost_usd` for uncached prompt tokens; `None` exactly when `cost_usd` is."""
+    cache_read_cost_usd: Decimal | None = None
+    """The part of `cost_usd` for prompt tokens read from a cache."""
+    cache_write_cost_usd: Decimal | None = None
+    """The part of `cost_usd` for prompt tokens written to a cache."""
+    output_cost_usd: Decimal | None = None
+    """The part of `cost_usd` for completion tokens, reasoning included."""
+    other_cost_usd: Decimal | None = None
+    """The part of `cost_usd` for fees and units beside tokens (requests, web searches...)."""
     price_status: PriceStatus = "unmeasured"
     price_source: str | None = None
+    """The source of the prices, with versions: `genai-prices 0.2.5`, an overrides file and
+    its hash, or several of them joined by `; `."""
+    priced_at: datetime | None = None
+    """The request time the prices were taken for (the turn's start), in UTC; `None` when no
+    round was measured."""
+    reported_cost_usd: Decimal | None = None
+    """The cost the provider reported for the turn, exactly as reported (OpenRouter's
+    `usage.cost`, xAI's `cost_in_usd_ticks` at 1e-10 USD a tick). `None` unless every
+    measured round reported one."""
+    rounds_usage: list[RoundUsage] | None = None
+    """The token counts of each measured round, for re-pricing; `None` in version 1 records."""
+    repriced_cost_usd: Decimal | None = None
+    """The cost that `tokenmeter reprice` computed last; `cost_usd` keeps the original."""
+    repriced_at: datetime | None = None
+    """When `tokenmeter reprice` last ran over this record, in UTC."""
+    repriced_source: str | None = None
+    """The source of the prices of `repriced_cost_usd`, in the form of `price_source`."""
     by_model: list[ModelUsage] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
-    @field_validator("timestamp")
+    @field_validator("timestamp", "priced_at", "repriced_at")
     @classmethod
-    def _timestamp_in_utc(cls, value: datetime) -> datetime:
+    def _timestamp_in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
@@ -160,8 +217,19 @@ class UsageRecord(BaseModel):
 
 UsageRecord.__module__ = "tokenmeter"
 
+
+class Repricing(NamedTuple):
+    """The `repriced_*` fields that `tokenmeter reprice` sets on the stored record `id`."""
+
+    id: UUID
+    cost_usd: Decimal | None
+    repriced_at: datetime
+    source: str | None
+
+
 _RECORD_FIELDS = frozenset(UsageRecord.model_fields)
 _MODEL_USAGE_FIELDS = frozenset(ModelUsage.model_fields)
+_ROUND_USAGE_FIELDS = frozenset(RoundUsage.model_fields)
 
 
 def _construct(cls: type[M], values: dict[str, Any], fields: frozenset[str]) -> M:
@@ -184,6 +252,11 @@ def trusted_record(values: dict[str, Any]) -> UsageRecord:
 def trusted_model_usage(values: dict[str, Any]) -> ModelUsage:
     """Build a `ModelUsage` without validation from values that name every field."""
     return _construct(ModelUsage, values, _MODEL_USAGE_FIELDS)
+
+
+def trusted_round_usage(values: dict[str, Any]) -> RoundUsage:
+    """Build a `RoundUsage` without validation from values that name every field."""
+    return _construct(RoundUsage, values, _ROUND_USAGE_FIELDS)
 
 
 # Decimals are written as JSON numbers with their exact digits. The json module can only
@@ -209,6 +282,15 @@ def record_to_json(record: UsageRecord) -> str:
     """Serialize a record as one line of JSON, costs as numbers with their exact digits."""
     # Reading the fields directly is about five times faster than model_dump().
     text = _ENCODER.encode(record.__dict__)
+    if _DECIMAL_MARK[1:] in text:
+        text = _MARKED_DECIMAL.sub(r"\1", text)
+    return text
+
+
+def json_line(data: Mapping[str, Any]) -> str:
+    """Serialize a JSON object as `record_to_json` writes records: compact, on one line,
+    Decimals as numbers with their exact digits."""
+    text = _ENCODER.encode(data)
     if _DECIMAL_MARK[1:] in text:
         text = _MARKED_DECIMAL.sub(r"\1", text)
     return text

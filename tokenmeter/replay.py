@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 async def replay_spool(url: str, spool_dir: Path) -> tuple[int, int]:
     """Deliver every spooled batch of the sink at `url`; return `(records, failed files)`.
 
-    Stops at the first batch the sink rejects, leaving it and the later ones spooled.
+    A batch the sink rejects stays spooled and the replay goes on with the next one, so one
+    bad batch cannot hold back the others. After three rejected batches in a row the sink
+    counts as down and the replay stops.
     """
     from tokenmeter.sinks import open_sink
 
@@ -27,16 +29,22 @@ async def replay_spool(url: str, spool_dir: Path) -> tuple[int, int]:
     spool = Spool(spool_dir, _spool_key(url, sink), _sink_label(url, sink))
     delivered = 0
     failed = 0
+    failed_in_a_row = 0
     try:
-        for path in spool.claim_files():
+        for path in list(spool.claim_files()):
+            if failed_in_a_row >= 3:
+                spool.release(path)
+                continue
             try:
                 records = await spool.read(path)
                 await sink.write(records)
             except Exception as error:
                 spool.release(path)
                 failed += 1
+                failed_in_a_row += 1
                 logger.error("replaying %s to %s failed: %r", path.name, spool.label, error)
-                break
+                continue
+            failed_in_a_row = 0
             spool.remove(path)
             delivered += len(records)
     finally:

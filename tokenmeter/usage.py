@@ -18,6 +18,7 @@ _TOKEN_FIELDS = (
     "reasoning_tokens",
 )
 _EMPTY: Mapping[str, int] = {}
+_MAX_COUNT = 2**63 - 1
 
 
 def _check_count(name: str, value: object) -> int:
@@ -29,6 +30,11 @@ def _check_count(name: str, value: object) -> int:
         )
     if value < 0:
         raise ValueError(f"Usage.{name} must be a non-negative int, got {value!r}")
+    if value > _MAX_COUNT:
+        raise ValueError(
+            f"Usage.{name} is {value!r}, above the largest count SQL sinks store "
+            f"({_MAX_COUNT}, a 64-bit integer)"
+        )
     return value
 
 
@@ -217,12 +223,14 @@ class AgentTurn(Generic[T]):
         model: The model that served the call, used for pricing. Overrides a model named in
             the response.
         provider: The provider id (`openai`, `anthropic`, ...) or an accepted alias.
+        batch: Whether the call ran as a batch job, priced at batch prices.
     """
 
     output: T
     usage: Any = None
     model: str | None = None
     provider: str | None = None
+    batch: bool = False
 
 
 AgentTurn.__module__ = "tokenmeter"

@@ -61,16 +61,18 @@ def test_repeated_outages_lose_nothing(
 def test_outage_ending_mid_stream_loses_nothing(spool_dir: Path, caller: Caller) -> None:
     sink = SwitchableSink()
     configure_fast(spool_dir, sink, retry_attempts=3, batch_size=100)
-    # Seven failed attempts: two batches exhaust their three attempts and go to the spool,
-    # the third succeeds on its second attempt, while no one switches the sink back on.
+    # Seven failed attempts: the first batch exhausts its three attempts and goes to the
+    # spool. The sink then counts as down, so each next batch gets one attempt: four more
+    # batches fail once each and are spooled, and the sixth is written, while no one switches
+    # the sink back on.
     sink.fail_next(7)
 
     caller.turns(1000)
     assert tokenmeter.flush(timeout=30)
 
     sink_stats = assert_settled(caller.produced)
-    assert sink_stats.spooled == 200
-    assert sink_stats.failed_batches == 2
+    assert sink_stats.spooled == 500
+    assert sink_stats.failed_batches == 5
     assert sink.failed_attempts == 7
 
     replay_in_running_engine(caller)

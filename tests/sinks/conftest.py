@@ -15,7 +15,7 @@ import pytest
 
 from tests.postgres_server import postgres_dsn, with_query
 from tokenmeter.reading import read_jsonl, read_sqlite
-from tokenmeter.records import ModelUsage, UsageRecord, record_from_json
+from tokenmeter.records import ModelUsage, RoundUsage, UsageRecord, record_from_json
 from tokenmeter.sinks.postgres import record_from_row as postgres_record_from_row
 
 __all__ = ["postgres_dsn"]
@@ -42,8 +42,26 @@ def build_record(index: int = 0, **overrides: Any) -> UsageRecord:
         "reasoning_tokens": 0,
         # More digits than a float keeps, so a float anywhere on the way shows up.
         "cost_usd": Decimal("0.014820000000000000000123") + index,
+        "input_cost_usd": Decimal("0.003000000000000000000123") + index,
+        "cache_read_cost_usd": Decimal("0.00125"),
+        "cache_write_cost_usd": Decimal(0),
+        "output_cost_usd": Decimal("0.01057"),
+        "other_cost_usd": Decimal(0),
         "price_status": "priced",
         "price_source": "genai-prices 0.2.3",
+        "priced_at": BASE_TIME + timedelta(minutes=index),
+        "reported_cost_usd": Decimal("0.0148200000000000001"),
+        "rounds_usage": [
+            RoundUsage(
+                model="gpt-4o",
+                provider="openai",
+                input_tokens=1200 + index,
+                cache_read_tokens=1000,
+                output_tokens=350,
+                details={"web_search_requests": 1},
+                price_context={"processing": "batch", "service_tier": "flex"},
+            )
+        ],
         "tags": ["prod", f"batch-{index % 3}"],
         "metadata": {"user": "ünïcødé", "nested": {"depth": [1, 2, 3]}},
     }
@@ -55,7 +73,20 @@ def build_batch(size: int = 6) -> list[UsageRecord]:
     """Build `size` records covering priced, unpriced, unmeasured, failed and multi-model turns."""
     records = [build_record(index) for index in range(size)]
     variants: list[dict[str, Any]] = [
-        {"cost_usd": None, "price_status": "unpriced", "model": "in-house-llm"},
+        {
+            "cost_usd": None,
+            "input_cost_usd": None,
+            "cache_read_cost_usd": None,
+            "cache_write_cost_usd": None,
+            "output_cost_usd": None,
+            "other_cost_usd": None,
+            "reported_cost_usd": None,
+            "price_status": "unpriced",
+            "model": "in-house-llm",
+            "repriced_cost_usd": Decimal("0.0421000000000000000007"),
+            "repriced_at": BASE_TIME + timedelta(days=3),
+            "repriced_source": "overrides prices.toml sha256:7b3048e2d18299ba",
+        },
         {
             "input_tokens": None,
             "cache_read_tokens": None,
@@ -63,13 +94,36 @@ def build_batch(size: int = 6) -> list[UsageRecord]:
             "output_tokens": None,
             "reasoning_tokens": None,
             "cost_usd": None,
+            "input_cost_usd": None,
+            "cache_read_cost_usd": None,
+            "cache_write_cost_usd": None,
+            "output_cost_usd": None,
+            "other_cost_usd": None,
+            "priced_at": None,
+            "reported_cost_usd": None,
+            "rounds_usage": [],
             "price_status": "unmeasured",
             "unmeasured_rounds": 1,
             "duration_ms": None,
             "tags": [],
             "metadata": {},
         },
-        {"status": "error", "error_type": "TimeoutError", "agent": None, "parent_id": uuid.uuid4()},
+        {
+            "status": "error",
+            "error_type": "TimeoutError",
+            "agent": None,
+            "parent_id": uuid.uuid4(),
+            # As a record of schema version 1 reads back: none of the version 2 fields.
+            "input_cost_usd": None,
+            "cache_read_cost_usd": None,
+            "cache_write_cost_usd": None,
+            "output_cost_usd": None,
+            "other_cost_usd": None,
+            "priced_at": None,
+            "reported_cost_usd": None,
+            "rounds_usage": None,
+            "schema_version": 1,
+        },
         {
             "rounds": 2,
             "details": {"web_search_requests": 2},

@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 import tokenmeter
 from tests.postgres_server import LocalPostgres, shared_postgres_dsn, with_query
-from tokenmeter.records import ModelUsage, UsageRecord
+from tokenmeter.records import ModelUsage, RoundUsage, UsageRecord
 from tokenmeter.sinks import Sink, open_sink
 from tokenmeter.sinks.postgres import (
     SCHEMA_VERSION_TABLE,
@@ -239,6 +239,19 @@ async def test_by_model_keeps_every_field(
     assert {row["key"] for row in rows} == set(ModelUsage.model_fields)
 
 
+async def test_rounds_usage_keeps_every_field(
+    sink: PostgresSink, postgres_dsn: str, schema: str, batch: list[UsageRecord]
+) -> None:
+    await sink.write(batch)
+
+    rows = await fetch(
+        postgres_dsn,
+        f"""SELECT DISTINCT jsonb_object_keys(usage) AS key
+            FROM "{schema}".llm_usage, jsonb_array_elements(rounds_usage) AS usage""",
+    )
+    assert {row["key"] for row in rows} == set(RoundUsage.model_fields)
+
+
 # --- table layout ----------------------------------------------------------------------------
 
 
@@ -263,8 +276,13 @@ async def test_columns_have_real_types(
     assert len(token_fields) == 5
     for field in token_fields:
         assert column_types[field] == "bigint", field
-    for field in ("tags", "metadata", "details", "by_model"):
+    for field in ("tags", "metadata", "details", "by_model", "rounds_usage"):
         assert column_types[field] == "jsonb", field
+    for field in UsageRecord.model_fields:
+        if field.endswith("cost_usd"):
+            assert column_types[field] == "numeric", field
+    for field in ("priced_at", "repriced_at"):
+        assert column_types[field] == "timestamp with time zone", field
 
 
 async def test_id_is_primary_key(
@@ -302,9 +320,14 @@ async def test_schema_version_recorded(
     await sink.write(batch)
 
     rows = await fetch(
-        postgres_dsn, f'SELECT table_name, version FROM "{schema}".{SCHEMA_VERSION_TABLE}'
+        postgres_dsn,
+        f'SELECT table_name, version FROM "{schema}".{SCHEMA_VERSION_TABLE} ORDER BY version',
     )
-    assert [(row["table_name"], row["version"]) for row in rows] == [("llm_usage", TABLE_VERSION)]
+    # One row per migration applied, the last at the version this tokenmeter writes.
+    assert [(row["table_name"], row["version"]) for row in rows] == [
+        ("llm_usage", version) for version in range(1, TABLE_VERSION + 1)
+    ]
+    assert TABLE_VERSION == 2
 
 
 async def test_second_sink_skips_migration(
@@ -315,8 +338,10 @@ async def test_second_sink_skips_migration(
         await sink.write(half)
         await sink.aclose()
 
-    rows = await fetch(postgres_dsn, f'SELECT version FROM "{schema}".{SCHEMA_VERSION_TABLE}')
-    assert [row["version"] for row in rows] == [TABLE_VERSION]
+    rows = await fetch(
+        postgres_dsn, f'SELECT version FROM "{schema}".{SCHEMA_VERSION_TABLE} ORDER BY version'
+    )
+    assert [row["version"] for row in rows] == list(range(1, TABLE_VERSION + 1))
     assert len(await stored_records(postgres_dsn, schema)) == len(batch)
 
 
@@ -713,9 +738,12 @@ def test_processes_create_table_once(dsn: str, postgres_dsn: str, schema: str) -
     assert PASSWORD not in "".join(stderr for _, stderr in results)
     assert len(run_in_new_loop(stored_records(postgres_dsn, schema))) == 4
     versions = run_in_new_loop(
-        fetch(postgres_dsn, f'SELECT version FROM "{schema}".{SCHEMA_VERSION_TABLE}')
+        fetch(
+            postgres_dsn,
+            f'SELECT version FROM "{schema}".{SCHEMA_VERSION_TABLE} ORDER BY version',
+        )
     )
-    assert [row["version"] for row in versions] == [TABLE_VERSION]
+    assert [row["version"] for row in versions] == list(range(1, TABLE_VERSION + 1))
 
 
 # --- server restarts -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from tests.sinks.conftest import build_batch, build_record
 from tokenmeter.reading import read_sqlite
 from tokenmeter.records import SCHEMA_VERSION, UsageRecord, trusted_record
 from tokenmeter.sinks import SqliteSink, open_sink
@@ -32,6 +33,7 @@ from tokenmeter.sinks.sqlite import (
     COLUMNS,
     JSON_COLUMNS,
     SCHEMA_TABLE,
+    TIME_COLUMNS,
     format_timestamp,
     record_to_row,
 )
@@ -126,9 +128,12 @@ def test_row_json_matches_model_dump(make_record: RecordFactory) -> None:
 
 def row_through_model_dump(record: UsageRecord) -> tuple[Any, ...]:
     data = record.model_dump(mode="json")
-    data["timestamp"] = format_timestamp(record.timestamp)
+    for column in TIME_COLUMNS:
+        moment = getattr(record, column)
+        data[column] = None if moment is None else format_timestamp(moment)
     for column in JSON_COLUMNS:
-        data[column] = json.dumps(data[column], separators=(",", ":"), ensure_ascii=False)
+        if data[column] is not None:
+            data[column] = json.dumps(data[column], separators=(",", ":"), ensure_ascii=False)
     return tuple(data[name] for name in COLUMN_NAMES)
 
 
@@ -496,3 +501,21 @@ def test_unclosed_sink_lets_interpreter_exit(db_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert len(read_sqlite(db_path)) == 1
+
+
+def test_deleted_database_file_is_reopened(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    sink = SqliteSink.from_url(f"sqlite:///{path}")
+    first, second = build_batch(3), [build_record(10 + n) for n in range(3)]
+
+    async def run() -> None:
+        await sink.write(first)
+        path.unlink()
+        await sink.write(second)
+        await sink.aclose()
+
+    asyncio.run(run())
+
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        ids = {row[0] for row in connection.execute("SELECT id FROM llm_usage")}
+    assert ids == {str(record.id) for record in second}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, cast
 
 from tokenmeter.usage import Usage
@@ -40,6 +42,10 @@ class Reading:
 
 class UnrecognizedResponse(TypeError):
     """The object matches the shape of no supported provider response, usage or stream event."""
+
+
+MAX_COUNT = 2**63 - 1
+"""The largest token count accepted: SQL sinks store counts as 64-bit integers."""
 
 
 class MalformedUsage(ValueError):
@@ -146,6 +152,11 @@ def count(value: Any, name: str) -> int:
     if type(value) is int:
         if value < 0:
             raise MalformedUsage(f"usage field {name!r} is negative: {value!r}")
+        if value > MAX_COUNT:
+            raise MalformedUsage(
+                f"usage field {name!r} is {value!r}, above the largest count stored "
+                f"({MAX_COUNT}, a 64-bit SQL integer)"
+            )
         return value
     if value is None:
         return 0
@@ -156,7 +167,7 @@ def count(value: Any, name: str) -> int:
             return count(int(value), name)
     elif isinstance(value, str):
         if value.isdigit():
-            return int(value)
+            return count(int(value), name)
     else:
         try:
             # int subclasses and other integral types, such as numpy.int64.
@@ -166,10 +177,40 @@ def count(value: Any, name: str) -> int:
     raise MalformedUsage(f"usage field {name!r} must be a non-negative integer, got {value!r}")
 
 
+def reported_usd(value: Any) -> Decimal | None:
+    """Convert a cost a provider reported in USD to a `Decimal` with the digits it was sent with.
+
+    A JSON number parsed as a float comes back as the shortest decimal that reads back as that
+    float, which is the text the provider sent whenever it sent at most 17 significant digits.
+    Returns `None` for a missing, negative or non-numeric value: a cost that cannot be read is
+    not reported.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        amount = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    if not amount.is_finite() or amount < 0:
+        return None
+    return amount
+
+
 def count_at(fields: Fields, name: str) -> int:
     """Return the count stored under `name` in a `view()` (0 when missing)."""
     value = fields.get(name)
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
         return value
     return count(value, name)
 
@@ -252,8 +293,13 @@ def make_usage(
     """Build a `Usage` from counts that already went through `count()`.
 
     Skips the constructor's checks, which would repeat `count()`'s and double the cost of
-    reading a response.
+    reading a response. Only the upper bound is checked again, because totals add counts.
     """
+    if max(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens) > MAX_COUNT:
+        raise MalformedUsage(
+            f"usage totals exceed the largest count stored ({MAX_COUNT}, a 64-bit SQL "
+            f"integer): input {input_tokens}, output {output_tokens}"
+        )
     return Usage._trusted(
         input_tokens,
         output_tokens,

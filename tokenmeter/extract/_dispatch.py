@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, cast
 
+from tokenmeter._billing import billed_as_reported, with_billing
 from tokenmeter.extract._base import (
     AttributeView,
     Fields,
@@ -103,6 +104,8 @@ def _reader_for_names(names: Collection[str], obj: Any) -> Reader:
     Raises:
         UnrecognizedResponse: if no reader fits.
     """
+    if "custom_id" in names:
+        return _read_batch_result
     if "usage" in names:
         if "choices" in names:
             return _read_chat
@@ -307,7 +310,11 @@ def _read_chat(obj: Any, provider: str | None) -> Reading:
     detected = provider or _chat_provider(obj, usage, model)
     if usage is None:
         return Reading(None, model, detected)
-    return Reading(chat_usage(usage, detected), model, detected)
+    normalized = chat_usage(usage, detected)
+    service_tier = field(obj, "service_tier")
+    if service_tier is not None:
+        normalized = billed_as_reported(normalized, service_tier)
+    return Reading(normalized, model, detected)
 
 
 def _read_chat_usage(obj: Any, provider: str | None) -> Reading:
@@ -321,7 +328,11 @@ def _read_responses(obj: Any, provider: str | None) -> Reading:
     detected = provider or _responses_provider(usage, model)
     if usage is None:
         return Reading(None, model, detected)
-    return Reading(responses_usage(usage, detected, obj), model, detected)
+    normalized = responses_usage(usage, detected, obj)
+    service_tier = field(obj, "service_tier")
+    if service_tier is not None:
+        normalized = billed_as_reported(normalized, service_tier)
+    return Reading(normalized, model, detected)
 
 
 def _responses_provider(usage: Any, model: str | None) -> str:
@@ -389,7 +400,13 @@ def _read_gemini(obj: Any, provider: str | None) -> Reading:
     detected = provider or "google"
     if metadata is None:
         return Reading(None, model, detected)
-    return Reading(gemini_usage(metadata), model, detected)
+    normalized = gemini_usage(metadata)
+    service_tier = field(metadata, "serviceTier")
+    if service_tier is None:
+        service_tier = field(metadata, "service_tier")
+    if service_tier is not None:
+        normalized = billed_as_reported(normalized, service_tier)
+    return Reading(normalized, model, detected)
 
 
 def _read_langchain(obj: Any, metadata: Any, provider: str | None) -> Reading:
@@ -459,6 +476,32 @@ def _proto_field_unset(obj: Any, name: str) -> bool:
 
 def _read_xai_grpc_usage(obj: Any, provider: str | None) -> Reading:
     return Reading(xai_grpc_usage(obj), None, provider or "xai")
+
+
+def _read_batch_result(obj: Any, provider: str | None) -> Reading:
+    """Read one result of a batch job, whose usage is billed at batch prices.
+
+    Two shapes carry a `custom_id`: a line of an OpenAI Batch API output file
+    (`{"custom_id", "response": {"status_code", "body"}, "error"}`) and an Anthropic Message
+    Batches result (`{"custom_id", "result": {"type": "succeeded", "message"}}`). A failed,
+    errored, cancelled or expired request reports no usage.
+    """
+    result = field(obj, "result")
+    if result is not None:
+        detected = provider or "anthropic"
+        message = field(result, "message")
+        if field(result, "type") != "succeeded" or message is None:
+            return Reading(None, None, detected)
+        reading = _read_anthropic_message(message, detected)
+    else:
+        body = field(field(obj, "response"), "body")
+        if body is None:
+            return Reading(None, None, provider)
+        reading = read(body, provider)
+
+    if reading.usage is None:
+        return reading
+    return Reading(with_billing(reading.usage, batch=True), reading.model, reading.provider)
 
 
 def _read_usage_holder(obj: Any, provider: str | None) -> Reading:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokenmeter._billing import billed_as_reported
 from tokenmeter.extract._base import (
     add_detail,
     copy_counts,
@@ -78,7 +79,7 @@ def anthropic_usage(usage: Any, provider: str = "anthropic") -> Usage:
             f"output_tokens_details.thinking_tokens {reasoning} > output_tokens {output}",
         )
 
-    return make_usage(
+    usage_counts = make_usage(
         input_tokens,
         output,
         cache_read_tokens=cache_read,
@@ -86,6 +87,12 @@ def anthropic_usage(usage: Any, provider: str = "anthropic") -> Usage:
         reasoning_tokens=reasoning,
         details=details,
     )
+    # `service_tier` is "batch" in Message Batches results, "priority" or "standard" else.
+    service_tier = fields.get("service_tier")
+    speed = fields.get("speed")
+    if service_tier is None and speed is None:
+        return usage_counts
+    return billed_as_reported(usage_counts, service_tier, speed)
 
 
 def _iterations_outside_top_level(iterations: Any, details: dict[str, int]) -> Usage:
@@ -130,6 +137,8 @@ _STREAM_KEYS = (
     "output_tokens_details",
     "server_tool_use",
     "iterations",
+    "service_tier",
+    "speed",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokenmeter._billing import with_billing
 from tokenmeter.extract._base import (
     Fields,
     copy_counts,
@@ -16,6 +17,7 @@ from tokenmeter.extract._base import (
     counts_at,
     make_usage,
     note_contradiction,
+    reported_usd,
     view,
 )
 from tokenmeter.usage import Usage
@@ -77,7 +79,7 @@ def chat_usage(usage: Any, provider: str) -> Usage:
 
     if cache_read + cache_write > prompt or reasoning > output:
         _check_parts(provider, prompt, output, cache_read, cache_write, reasoning)
-    return make_usage(
+    normalized = make_usage(
         prompt,
         output,
         cache_read_tokens=cache_read,
@@ -85,6 +87,13 @@ def chat_usage(usage: Any, provider: str) -> Usage:
         reasoning_tokens=reasoning,
         details=details,
     )
+    if provider == "openrouter":
+        # OpenRouter's `cost` is what it charged, in USD (credits). With a provider key of
+        # the user's own (`is_byok`), that is OpenRouter's fee, not the upstream bill.
+        reported = reported_usd(fields.get("cost"))
+        if reported is not None:
+            return with_billing(normalized, reported_cost_usd=reported)
+    return normalized
 
 
 def _reasoning_outside_completion(

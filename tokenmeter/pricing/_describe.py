@@ -7,9 +7,17 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from tokenmeter.pricing._estimate import PRICES_ENV, resolve, utc_timestamp
-from tokenmeter.pricing._rates import RatePlan
-from tokenmeter.pricing._table import GENAI_PRICES_SOURCE
+from genai_prices.types import PriceVariant, StartDateConstraint
+
+from tokenmeter.pricing._estimate import (
+    PRICES_ENV,
+    PUBLISHED_BATCH_DISCOUNTS,
+    current_prices,
+    resolve,
+    utc_timestamp,
+)
+from tokenmeter.pricing._rates import REGISTRY, Rate, RatePlan
+from tokenmeter.pricing._table import TableModel
 
 __all__ = ["describe_prices"]
 
@@ -30,15 +38,17 @@ def describe_prices(model: str, provider: str | None = None, *, at: datetime | N
 
     Returns:
         Several lines of text: the matched model and provider, the source of the prices, one
-        line per priced unit with its tiers, the discount, and the `Cost.source` of costs
-        priced this way. For an unpriced model, a line saying so and how to add a price.
+        line per priced unit with its tiers, the table's batch and service-tier prices, the
+        discount, and the `Cost.source` of costs priced this way. For an unpriced model, a
+        line saying so and how to add a price.
     """
     timestamp = time.time() if at is None else utc_timestamp(at)
     moment = _format_time(timestamp)
+    table_source = current_prices().table_source
     resolved = resolve(provider, model)
     if resolved is None:
         return (
-            f"No price for model {model!r} (provider {provider!r}) in {GENAI_PRICES_SOURCE} "
+            f"No price for model {model!r} (provider {provider!r}) in {table_source} "
             f"or the price overrides. Add one in a TOML file named by {PRICES_ENV}, or pass "
             "it to tokenmeter.configure(prices=...)."
         )
@@ -51,7 +61,7 @@ def describe_prices(model: str, provider: str | None = None, *, at: datetime | N
     if resolved.table is not None:
         period = resolved.table.period_at(timestamp)
         plan = period.plan
-        when = f"Prices from {GENAI_PRICES_SOURCE}, in effect at {moment}"
+        when = f"Prices from {table_source}, in effect at {moment}"
         if math.isfinite(period.ends):
             when += f" until {_format_time(period.ends)}"
         lines.append(when + ".")
@@ -62,6 +72,7 @@ def describe_prices(model: str, provider: str | None = None, *, at: datetime | N
         lines.append("The table's prices for this period are inconsistent, so none apply.")
     else:
         lines.extend(_rate_lines(plan))
+    lines.extend(_batch_and_tier_lines(resolved.table, resolved.provider_id))
     if resolved.discount is not None:
         lines.append(f"Discount: {resolved.discount}% off every price above.")
     lines.append(f"Costs record the source {resolved.source!r}.")
@@ -83,6 +94,54 @@ def _rate_lines(plan: RatePlan) -> list[str]:
         )
         lines.append(line)
     return lines
+
+
+def _batch_and_tier_lines(table: TableModel | None, provider_id: str | None) -> list[str]:
+    variants = () if table is None else table.variants()
+    lines = []
+    if variants:
+        lines.append("Prices that replace the rates above for some rounds:")
+        lines.extend(_variant_line(variant) for variant in variants)
+    batch_variants = [variant for variant in variants if variant.when.get("processing") == "batch"]
+    if any(variant.constraint is None for variant in batch_variants):
+        return lines
+
+    rounds = (
+        "Batch rounds before the batch prices above start" if batch_variants else "Batch rounds"
+    )
+    published = PUBLISHED_BATCH_DISCOUNTS.get(provider_id or "")
+    if published is not None:
+        lines.append(
+            f"{rounds}: {published.percent_off}% off every token rate, per {published.source}."
+        )
+    else:
+        lines.append(f"{rounds}: no batch price known, so the standard rates apply.")
+    return lines
+
+
+def _variant_line(variant: PriceVariant) -> str:
+    condition = ", ".join(f"{key} = {value}" for key, value in variant.when.items())
+    if isinstance(variant.constraint, StartDateConstraint):
+        condition += f", from {variant.constraint.start_date.isoformat()}"
+    elif variant.constraint is not None:
+        condition += ", at some times of day"
+    prices = [
+        (price_key, price)
+        for price_key, price in variant.prices.__dict__.items()
+        if not price_key.startswith("_") and price is not None
+    ]
+    if not prices:
+        return f"  {condition}: the standard rates"
+    rates = []
+    for price_key, price in prices:
+        unit = REGISTRY.unit_for_price_key(price_key)
+        per = _PER_NAMES.get(unit.per, f"{unit.per:,}")
+        rate = Rate.from_genai(price)
+        text = f"{_NAMES.get(unit.usage_key, unit.usage_key)} {_usd(rate.base)} per {per}"
+        if rate.tiers:
+            text += " (tiered)"
+        rates.append(text)
+    return f"  {condition}: {'; '.join(rates)}"
 
 
 def _usd(amount: Decimal) -> str:

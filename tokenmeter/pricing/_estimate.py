@@ -13,7 +13,16 @@ from decimal import Decimal
 from typing import Any, Final
 
 from genai_prices import data_snapshot
+from genai_prices.data_snapshot import DataSnapshot
 
+from tokenmeter._billing import (
+    BATCH,
+    PROCESSING,
+    SERVICE_TIER,
+    STANDARD_SERVICE_TIERS,
+    merge_context,
+    price_context_of,
+)
 from tokenmeter._logging import RateLimitedLog
 from tokenmeter.pricing._overrides import (
     CustomModel,
@@ -21,21 +30,27 @@ from tokenmeter.pricing._overrides import (
     canonical_provider,
     load_price_overrides,
 )
-from tokenmeter.pricing._rates import RatePlan, UnpriceableUsage
+from tokenmeter.pricing._rates import DECIMAL_CONTEXT, Rate, RatePlan, UnpriceableUsage
 from tokenmeter.pricing._table import (
     GENAI_PRICES_SOURCE,
     TableModel,
     find_table_model,
     model_candidates,
     table_provider_id,
+    table_source,
 )
+from tokenmeter.pricing._updates import start_price_updates_if_enabled
 from tokenmeter.records import Cost
 from tokenmeter.usage import Usage
 
 __all__ = [
     "PRICES_ENV",
+    "PUBLISHED_BATCH_DISCOUNTS",
+    "PriceSnapshot",
+    "PublishedDiscount",
     "Resolved",
     "current_overrides",
+    "current_prices",
     "estimate_cost",
     "resolve",
     "set_price_overrides",
@@ -53,6 +68,31 @@ _MAX_ENTRIES = 4096
 _ONE_HUNDRED = Decimal(100)
 
 _usage_warnings = RateLimitedLog(logger, interval_s=300.0)
+_context_warnings = RateLimitedLog(logger, interval_s=300.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedDiscount:
+    """A discount that a provider publishes for a way of processing, and the page that shows it."""
+
+    percent_off: Decimal
+    """Percent off every token price; fees per request or per search are not discounted."""
+    source: str
+    """The provider's page, named in `Cost.source` of the rounds priced with it."""
+
+
+PUBLISHED_BATCH_DISCOUNTS: Mapping[str, PublishedDiscount] = {
+    "openai": PublishedDiscount(
+        Decimal(50), "OpenAI's Batch API pricing, platform.openai.com/docs/guides/batch"
+    ),
+    "anthropic": PublishedDiscount(
+        Decimal(50),
+        "Anthropic's Message Batches pricing, "
+        "docs.anthropic.com/en/docs/build-with-claude/batch-processing",
+    ),
+}
+"""Batch discounts by genai-prices provider id, used when the table has no batch price for a
+model at the time of the round (genai-prices lists batch prices from their start dates only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +115,55 @@ class Resolved:
 class _Cache:
     """Everything derived from one genai-prices snapshot and one set of overrides."""
 
-    __slots__ = ("entries", "overrides", "snapshot")
+    __slots__ = ("batch_plans", "entries", "overrides", "snapshot", "source")
 
-    def __init__(self, snapshot: object, overrides: PriceOverrides | None) -> None:
+    def __init__(self, snapshot: DataSnapshot, overrides: PriceOverrides | None) -> None:
         self.snapshot = snapshot
         self.overrides = overrides
+        self.source = table_source(snapshot)
+        """`Cost.source` of the table's prices."""
         self.entries: dict[tuple[str | None, str], Resolved | None] = {}
+        self.batch_plans: dict[int, tuple[RatePlan, RatePlan]] = {}
+        """Token-discounted plans by `id()` of the standard plan, which is kept beside its
+        derived plan so that the id stays taken."""
+
+
+class PriceSnapshot:
+    """The price table and overrides in effect when it was taken, to price a turn's rounds alike.
+
+    Background price updates and `set_price_overrides` install new prices for later
+    snapshots; a snapshot already taken keeps pricing with the prices it started with.
+    """
+
+    __slots__ = ("_cache",)
+
+    def __init__(self, cache: _Cache) -> None:
+        self._cache = cache
+
+    @property
+    def table_source(self) -> str:
+        """`Cost.source` of the table's prices in this snapshot, with the table's version."""
+        return self._cache.source
+
+    def estimate(
+        self,
+        usage: Usage,
+        model: str,
+        provider: str | None,
+        at: float,
+        price_context: Mapping[str, str] | None = None,
+    ) -> Cost | None:
+        """Price one round, as `estimate_cost` does, at POSIX time `at`.
+
+        `price_context` defaults to the one `usage` carries (`BilledUsage`).
+        """
+        context = price_context_of(usage) if price_context is None else price_context
+        return _estimate(self._cache, usage, model, provider, at, context)
+
+
+def current_prices() -> PriceSnapshot:
+    """Return a snapshot of the prices in effect now, to price several rounds with them."""
+    return PriceSnapshot(_current_cache())
 
 
 _lock = threading.Lock()
@@ -92,12 +175,24 @@ _cache: _Cache | None = None
 
 
 def estimate_cost(
-    usage: Usage, model: str, provider: str | None = None, *, at: datetime | None = None
+    usage: Usage,
+    model: str,
+    provider: str | None = None,
+    *,
+    at: datetime | None = None,
+    batch: bool | None = None,
+    service_tier: str | None = None,
 ) -> Cost | None:
     """Price one round (one LLM call) of `model`.
 
     Tiered prices apply per round: price each call on its own and add the costs up, since
     the sum of two rounds can cross a tier that neither round reaches.
+
+    A batch round pays the table's batch prices where genai-prices has them for the model
+    and the time of the round. Otherwise an OpenAI or Anthropic batch round pays the
+    provider's published batch discount (`PUBLISHED_BATCH_DISCOUNTS`), and any other batch
+    round the standard prices, as `Cost.source` then records. A service tier pays the
+    table's prices for that tier, or the standard prices when the table has none.
 
     Args:
         usage: The round's usage in tokenmeter's normalized convention.
@@ -108,6 +203,10 @@ def estimate_cost(
             `aws`...). `None` lets the model id decide.
         at: When the call happened, for prices that change over time. Naive datetimes are
             UTC. Defaults to now.
+        batch: Whether the round ran as a batch job. `None` keeps what `usage` says (a
+            `BilledUsage` read from a batch result says so), else not batch.
+        service_tier: The service tier the response reported (`flex`, `priority`...).
+            `None` keeps what `usage` says.
 
     Returns:
         The cost, or `None` when the model has no price, in the overrides or in genai-prices,
@@ -124,9 +223,21 @@ def estimate_cost(
             "read provider responses with tokenmeter.extract_usage() first"
         )
 
-    cache = _cache
-    if cache is None or cache.snapshot is not data_snapshot.get_snapshot():
-        cache = _renew_cache()
+    context = price_context_of(usage)
+    if batch is not None or service_tier is not None:
+        context = merge_context(context, batch=batch, service_tier=service_tier)
+    timestamp = time.time() if at is None else utc_timestamp(at)
+    return _estimate(_current_cache(), usage, model, provider, timestamp, context)
+
+
+def _estimate(
+    cache: _Cache,
+    usage: Usage,
+    model: str,
+    provider: str | None,
+    timestamp: float,
+    context: Mapping[str, str],
+) -> Cost | None:
     try:
         resolved = cache.entries[provider, model]
     except KeyError:
@@ -134,15 +245,22 @@ def estimate_cost(
     if resolved is None:
         return None
 
-    timestamp = time.time() if at is None else utc_timestamp(at)
     plan = resolved.plan
     table = resolved.table
+    priced_keys: frozenset[str] = frozenset()
     if table is not None:
-        plan = table.plan_at(timestamp)
+        if context:
+            plan, priced_keys = table.plan_in_context(timestamp, context)
+        else:
+            plan = table.plan_at(timestamp)
         if table.billed_usage is not None:
             usage = table.billed_usage(usage)
     if plan is None:
         return None
+
+    source = resolved.source
+    if context:
+        plan, source = _apply_context(cache, resolved, plan, context, priced_keys, model)
 
     try:
         prices = plan.price(usage, resolved.kept_percent)
@@ -168,8 +286,74 @@ def estimate_cost(
         other_usd=other_usd,
         model_id=resolved.model_id,
         provider_id=resolved.provider_id,
-        source=resolved.source,
+        source=source,
     )
+
+
+def _apply_context(
+    cache: _Cache,
+    resolved: Resolved,
+    plan: RatePlan,
+    context: Mapping[str, str],
+    priced_keys: frozenset[str],
+    model: str,
+) -> tuple[RatePlan, str]:
+    """Return the plan and `Cost.source` for a round billed in `context`."""
+    notes: list[str] = []
+    if context.get(PROCESSING) == BATCH:
+        published = PUBLISHED_BATCH_DISCOUNTS.get(resolved.provider_id or "")
+        if PROCESSING in priced_keys:
+            notes.append("batch prices")
+        elif published is not None:
+            plan = _tokens_discounted(cache, plan, published.percent_off)
+            notes.append(f"batch at {published.percent_off}% off tokens per {published.source}")
+        else:
+            notes.append("no batch price known, so standard prices")
+            _context_warnings.log(
+                logging.WARNING,
+                ("batch", resolved.provider_id, resolved.model_id),
+                "no batch price for model %r (provider %r): the table has none and the "
+                "provider publishes no batch discount that tokenmeter knows, so its batch "
+                "rounds are priced at the standard prices, an upper bound",
+                model,
+                resolved.provider_id,
+            )
+
+    tier = context.get(SERVICE_TIER)
+    if tier is not None and tier not in STANDARD_SERVICE_TIERS:
+        if SERVICE_TIER in priced_keys:
+            notes.append(f"service tier {tier} prices")
+        else:
+            notes.append(f"no service tier {tier} price known, so standard prices")
+
+    for key in sorted(priced_keys - {PROCESSING, SERVICE_TIER}):
+        notes.append(f"{key} {context[key]} prices")
+    if not notes:
+        return plan, resolved.source
+    return plan, f"{resolved.source}, {', '.join(notes)}"
+
+
+def _tokens_discounted(cache: _Cache, plan: RatePlan, percent_off: Decimal) -> RatePlan:
+    found = cache.batch_plans.get(id(plan))
+    if found is not None and found[0] is plan:
+        return found[1]
+
+    kept_percent = 100 - percent_off
+    prices: list[tuple[str, Rate]] = []
+    for unit, rate in plan.prices:
+        if unit.dimensions.get("family") == "tokens":
+            rate = Rate(
+                _percent_of(rate.base, kept_percent),
+                tuple((start, _percent_of(price, kept_percent)) for start, price in rate.tiers),
+            )
+        prices.append((unit.price_key, rate))
+    discounted = RatePlan(prices)
+
+    with _lock:
+        if len(cache.batch_plans) >= _MAX_ENTRIES:
+            cache.batch_plans.clear()
+        cache.batch_plans[id(plan)] = (plan, discounted)
+    return discounted
 
 
 def set_price_overrides(
@@ -203,21 +387,23 @@ def set_price_overrides(
 
 def current_overrides() -> PriceOverrides | None:
     """Return the overrides in use, reading `TOKENMETER_PRICES` if no code has set any."""
-    cache = _cache
-    if cache is None or cache.snapshot is not data_snapshot.get_snapshot():
-        cache = _renew_cache()
-    return cache.overrides
+    return _current_cache().overrides
 
 
 def resolve(provider: str | None, model: str) -> Resolved | None:
     """Return where the price of `model` comes from, as `estimate_cost` would, or `None`."""
-    cache = _cache
-    if cache is None or cache.snapshot is not data_snapshot.get_snapshot():
-        cache = _renew_cache()
+    cache = _current_cache()
     try:
         return cache.entries[provider, model]
     except KeyError:
         return _resolve_into(cache, provider, model)
+
+
+def _current_cache() -> _Cache:
+    cache = _cache
+    if cache is None or cache.snapshot is not data_snapshot.get_snapshot():
+        cache = _renew_cache()
+    return cache
 
 
 def _new_lock_in_child() -> None:
@@ -240,6 +426,8 @@ def _reset() -> None:
 
 def _renew_cache() -> _Cache:
     global _cache
+    # The first price lookup of the process, not the import, may start the updater.
+    start_price_updates_if_enabled()
     with _lock:
         snapshot = data_snapshot.get_snapshot()
         if _cache is not None and _cache.snapshot is snapshot:
@@ -269,12 +457,16 @@ def _overrides_from_env() -> PriceOverrides | None:
         return None
 
 
+def _percent_of(price: Decimal, percent: Decimal) -> Decimal:
+    return DECIMAL_CONTEXT.divide(price * percent, 100)
+
+
 def _resolve_into(cache: _Cache, provider: str | None, model: str) -> Resolved | None:
     with _lock:
         if (provider, model) in cache.entries:
             return cache.entries[provider, model]
 
-        resolved = _resolve(cache.overrides, provider, model)
+        resolved = _resolve(cache, provider, model)
         if len(cache.entries) >= _MAX_ENTRIES:
             cache.entries.clear()
         cache.entries[provider, model] = resolved
@@ -286,19 +478,18 @@ def _resolve_into(cache: _Cache, provider: str | None, model: str) -> Resolved |
         return resolved
 
 
-def _resolve(
-    overrides: PriceOverrides | None, provider: str | None, model: object
-) -> Resolved | None:
+def _resolve(cache: _Cache, provider: str | None, model: object) -> Resolved | None:
     if not isinstance(model, str) or not model.strip():
         return None
 
+    overrides = cache.overrides
     table_provider: str | None = None
     known_provider = True
     if provider is not None:
-        known_provider, table_provider = table_provider_id(provider)
+        known_provider, table_provider = table_provider_id(provider, cache.snapshot)
     call_provider = None if provider is None else canonical_provider(provider)
 
-    table = find_table_model(table_provider, model) if known_provider else None
+    table = find_table_model(table_provider, model, cache.snapshot) if known_provider else None
 
     # Overrides match the id as written, its rewrites, and the table's id for it, so that
     # a price for "gpt-4o" also covers "gpt-4o-2024-08-06".
@@ -311,14 +502,14 @@ def _resolve(
         if custom is not None:
             provider_id = custom.provider or call_provider
             discount = _discount(overrides, provider_id, (custom.name,))
-            return _resolved(custom.plan, None, custom.name, provider_id, overrides, discount)
+            return _resolved(custom.plan, None, custom.name, provider_id, cache, discount)
 
     if table is None:
         return None
     discount = None
     if overrides is not None:
         discount = _discount(overrides, call_provider or table.provider_id, names)
-    return _resolved(None, table, table.model_id, table.provider_id, overrides, discount)
+    return _resolved(None, table, table.model_id, table.provider_id, cache, discount)
 
 
 def _resolved(
@@ -326,14 +517,15 @@ def _resolved(
     table: TableModel | None,
     model_id: str,
     provider_id: str | None,
-    overrides: PriceOverrides | None,
+    cache: _Cache,
     discount: Decimal | None,
 ) -> Resolved:
-    source = GENAI_PRICES_SOURCE if table is not None else ""
+    overrides = cache.overrides
+    source = cache.source if table is not None else ""
     if plan is not None and overrides is not None:
         source = overrides.source
     elif discount is not None and overrides is not None:
-        source = f"{GENAI_PRICES_SOURCE}, {discount}% off per {overrides.source}"
+        source = f"{cache.source}, {discount}% off per {overrides.source}"
 
     kept_percent = None if discount is None else _ONE_HUNDRED - discount
     return Resolved(plan, table, model_id, provider_id, source, discount, kept_percent)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from importlib.metadata import version
+from typing import Any
 
 from genai_prices import data_snapshot
+from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import (
     ConditionalPrice,
     ModelInfo,
     ModelPrice,
+    PriceVariant,
     Provider,
     StartDateConstraint,
     TimeOfDateConstraint,
@@ -31,12 +34,24 @@ __all__ = [
     "find_table_model",
     "model_candidates",
     "table_provider_id",
+    "table_source",
 ]
 
 logger = logging.getLogger("tokenmeter.pricing")
 
 GENAI_PRICES_SOURCE = f"genai-prices {version('genai-prices')}"
-"""`Cost.source` of prices that come from the genai-prices table."""
+"""`Cost.source` of prices that come from the table bundled with genai-prices."""
+
+
+def table_source(snapshot: DataSnapshot) -> str:
+    """Return the `Cost.source` of prices from `snapshot`: the package, and the fetch time of
+    a table that genai-prices' `UpdatePrices` downloaded."""
+    if not snapshot.from_auto_update:
+        return GENAI_PRICES_SOURCE
+    # genai-prices stamps a snapshot with datetime.now(), a naive local time.
+    fetched = snapshot.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{GENAI_PRICES_SOURCE}, prices updated {fetched}"
+
 
 PROVIDER_ALIASES: dict[str, str | None] = {
     # tokenmeter's provider ids
@@ -103,8 +118,14 @@ _BEDROCK_VENDOR = re.compile(
 _BEDROCK_VERSION = re.compile(r"(?:-v\d+(?::\d+)?|:\d+)$")
 
 
-def table_provider_id(provider: str) -> tuple[bool, str | None]:
+def table_provider_id(
+    provider: str, snapshot: DataSnapshot | None = None
+) -> tuple[bool, str | None]:
     """Map a provider id or alias to genai-prices' provider id.
+
+    Args:
+        provider: A provider id or alias.
+        snapshot: The price table to look in; the current one by default.
 
     Returns:
         `(known, provider_id)`. `known` is false for a provider that genai-prices does not
@@ -114,7 +135,8 @@ def table_provider_id(provider: str) -> tuple[bool, str | None]:
     if normalized in PROVIDER_ALIASES:
         return True, PROVIDER_ALIASES[normalized]
 
-    found = data_snapshot.find_provider_by_id(data_snapshot.get_snapshot().providers, normalized)
+    snapshot = snapshot or data_snapshot.get_snapshot()
+    found = data_snapshot.find_provider_by_id(snapshot.providers, normalized)
     if found is None:
         return False, None
     return True, found.id
@@ -189,16 +211,25 @@ class TableModel:
         "_current",
         "_plans",
         "_prices",
+        "_variant_plans",
+        "_variants",
         "billed_usage",
         "model",
         "model_id",
         "provider_id",
     )
 
-    def __init__(self, provider: Provider, model: ModelInfo) -> None:
+    def __init__(
+        self, provider: Provider, model: ModelInfo, snapshot: DataSnapshot | None = None
+    ) -> None:
         self.model = model
         self.model_id = model.id
-        self.provider_id = _owner_id(provider, model)
+        self.provider_id = _owner_id(provider, model, snapshot)
+        # genai-prices applies price variants only when the provider looked up lists the
+        # model itself, not when it serves another provider's model (ModelInfo.calc_price).
+        owns = any(candidate is model for candidate in provider.models)
+        self._variants: tuple[PriceVariant, ...] = tuple(model.price_variants or ()) if owns else ()
+        self._variant_plans: dict[tuple[int, tuple[int, ...]], RatePlan | None] = {}
         self.billed_usage: Callable[[Usage], Usage] | None = None
         """Turns reported usage into billed usage, for models with a minimum charge."""
         if provider.id == "groq" and model.id in _GROQ_MINIMUM_10_SECONDS:
@@ -236,6 +267,52 @@ class TableModel:
                 ends = min(ends, change)
         return Period(starts, ends, self._plans[index], index)
 
+    def plan_in_context(
+        self, timestamp: float, context: Mapping[str, str]
+    ) -> tuple[RatePlan | None, frozenset[str]]:
+        """Return the rate plan for a round billed in `context`, and the context keys priced.
+
+        `context` holds genai-prices price-variant keys (`processing`, `service_tier`...).
+        Each variant that is in effect at `timestamp` and whose conditions are all met replaces
+        the standard prices it lists; for a price that several variants list, the first in
+        the table wins, as in genai-prices' `ModelInfo.get_prices`.
+
+        Returns:
+            `(plan, keys)`. `keys` are the context keys of the variants applied; empty when
+            none applied and the plan is the standard one.
+        """
+        if not self._variants:
+            return self.plan_at(timestamp), frozenset()
+
+        moment = _utc_datetime(timestamp)
+        matched = tuple(
+            position
+            for position, variant in enumerate(self._variants)
+            if (variant.constraint is None or variant.constraint.active(moment))
+            and all(context.get(key) == value for key, value in variant.when.items())
+        )
+        if not matched:
+            return self.plan_at(timestamp), frozenset()
+
+        index = self._active_index(moment)
+        key = (index, matched)
+        if key not in self._variant_plans:
+            self._variant_plans[key] = self._build_variant_plan(index, matched)
+        keys = frozenset(name for position in matched for name in self._variants[position].when)
+        return self._variant_plans[key], keys
+
+    def variants(self) -> tuple[PriceVariant, ...]:
+        """Return the genai-prices price variants that apply to this model."""
+        return self._variants
+
+    def _build_variant_plan(self, index: int, matched: tuple[int, ...]) -> RatePlan | None:
+        overrides: dict[str, Any] = {}
+        for position in matched:
+            for price_key, price in self._variants[position].prices.__dict__.items():
+                if not price_key.startswith("_") and price is not None:
+                    overrides.setdefault(price_key, price)
+        return self._plan_from(self._prices[index].prices.__dict__ | overrides)
+
     def _active_index(self, moment: datetime) -> int:
         # genai-prices takes the last price whose constraint holds, and the first when none does.
         for index in range(len(self._prices) - 1, -1, -1):
@@ -256,9 +333,11 @@ class TableModel:
                     yield from (day - 86400 + offset, day + offset, day + 86400 + offset)
 
     def _build_plan(self, index: int) -> RatePlan | None:
-        model_price = self._prices[index].prices
+        return self._plan_from(self._prices[index].prices.__dict__)
+
+    def _plan_from(self, model_prices: Mapping[str, Any]) -> RatePlan | None:
         prices = []
-        for price_key, price in model_price.__dict__.items():
+        for price_key, price in model_prices.items():
             if price_key.startswith("_") or price is None:
                 continue
             if not _is_price_key(price_key):
@@ -284,15 +363,18 @@ class TableModel:
             return None
 
 
-def find_table_model(provider_id: str | None, model: str) -> TableModel | None:
-    """Find `model` in genai-prices' current table, trying the rewrites of `model_candidates`.
+def find_table_model(
+    provider_id: str | None, model: str, snapshot: DataSnapshot | None = None
+) -> TableModel | None:
+    """Find `model` in genai-prices' table, trying the rewrites of `model_candidates`.
 
     Args:
         provider_id: genai-prices' provider id, or `None` to let genai-prices guess the
             provider from the model id.
         model: The model id as the user wrote it.
+        snapshot: The price table to look in; the current one by default.
     """
-    snapshot = data_snapshot.get_snapshot()
+    snapshot = snapshot or data_snapshot.get_snapshot()
     tried: set[tuple[str | None, str]] = set()
 
     for candidate in model_candidates(provider_id, model):
@@ -305,7 +387,7 @@ def find_table_model(provider_id: str | None, model: str) -> TableModel | None:
             provider, found = snapshot.find_provider_model(key[1], None, key[0], None)
         except LookupError:
             continue
-        return TableModel(provider, found)
+        return TableModel(provider, found, snapshot)
     return None
 
 
@@ -338,12 +420,13 @@ def _is_price_key(price_key: str) -> bool:
     return True
 
 
-def _owner_id(provider: Provider, model: ModelInfo) -> str:
+def _owner_id(provider: Provider, model: ModelInfo, snapshot: DataSnapshot | None) -> str:
     # A provider may serve another provider's models (Google serves Anthropic's). The owner
     # of the price is the provider whose list contains the model.
     if any(candidate is model for candidate in provider.models):
         return provider.id
-    for candidate_provider in data_snapshot.get_snapshot().providers:
+    snapshot = snapshot or data_snapshot.get_snapshot()
+    for candidate_provider in snapshot.providers:
         if any(candidate is model for candidate in candidate_provider.models):
             return candidate_provider.id
     return provider.id

@@ -9,15 +9,33 @@ from pathlib import Path
 
 import anyio.to_thread
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from tokenmeter.records import UsageRecord, record_to_json
 from tokenmeter.sinks.urls import DEFAULT_JSONL_PATH, parse_jsonl_url
 
-__all__ = ["JsonlSink", "check_writable_path"]
+__all__ = ["JsonlSink", "check_writable_path", "lock_file"]
 
 logger = logging.getLogger(__name__)
 
 # O_BINARY exists on Windows only, where text mode would turn "\n" into "\r\n".
 _OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+# `tokenmeter reprice` replaces the file under an exclusive lock. A writer that opened the
+# old file while it waited for the lock reopens the path, a bounded number of times.
+_REOPEN_ATTEMPTS = 5
+
+
+def lock_file(fd: int) -> None:
+    """Take an exclusive `flock` on an open file, waiting for it; released when `fd` closes.
+
+    Does nothing where `fcntl` is missing (Windows), so there `tokenmeter reprice` must not
+    run while a process appends to the file.
+    """
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 class JsonlSink:
@@ -27,7 +45,9 @@ class JsonlSink:
     batches: log rotation, deleting the file and forking all just work, and the next batch
     recreates the file and its parent directories. Each batch goes out in one `write` call on
     a file opened with `O_APPEND`, so batches from several processes appending to one local
-    file do not interleave within a line.
+    file do not interleave within a line. Each batch takes an exclusive `flock` on the file
+    while it appends (not on Windows), so that `tokenmeter reprice` can replace the file
+    without losing a batch.
 
     Serializing and file I/O run in a worker thread (`anyio.to_thread.run_sync`), one
     thread hop per batch, so the event loop never waits on the disk. `anyio.open_file` would
@@ -106,12 +126,7 @@ class JsonlSink:
 
     def _append(self, records: Sequence[UsageRecord]) -> None:
         data = "".join([record_to_json(record) + "\n" for record in records]).encode()
-
-        try:
-            fd = os.open(self._path, _OPEN_FLAGS, 0o644)
-        except FileNotFoundError:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._path, _OPEN_FLAGS, 0o644)
+        fd = self._open_locked()
 
         try:
             # A writer that died mid-batch leaves a line without its newline. Starting on a
@@ -131,6 +146,34 @@ class JsonlSink:
                 os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _open_locked(self) -> int:
+        """Open the file for appending, holding its lock, as the file now at the path."""
+        for _ in range(_REOPEN_ATTEMPTS):
+            fd = self._open()
+            lock_file(fd)
+            if fcntl is None or self._is_current(fd):
+                return fd
+            os.close(fd)
+        # A file replaced this often is an outside process's doing; append to the latest.
+        fd = self._open()
+        lock_file(fd)
+        return fd
+
+    def _open(self) -> int:
+        try:
+            return os.open(self._path, _OPEN_FLAGS, 0o644)
+        except FileNotFoundError:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self._path, _OPEN_FLAGS, 0o644)
+
+    def _is_current(self, fd: int) -> bool:
+        opened = os.fstat(fd)
+        try:
+            current = os.stat(self._path)
+        except FileNotFoundError:
+            return False
+        return (opened.st_dev, opened.st_ino) == (current.st_dev, current.st_ino)
 
     async def aclose(self) -> None:
         """Mark the sink closed. Idempotent. No file is held open between batches."""

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tokenmeter.records import ModelUsage, UsageRecord
+from tokenmeter.records import ModelUsage, Repricing, RoundUsage, UsageRecord
 from tokenmeter.sinks.urls import DEFAULT_TABLE, mask_url, parse_table_options, validate_identifier
 
 __all__ = ["SCHEMA_VERSION_TABLE", "TABLE_VERSION", "PostgresSink", "record_from_row"]
@@ -60,6 +60,18 @@ _COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("tags", "jsonb"),
     ("metadata", "jsonb"),
     ("schema_version", "integer"),
+    # Added by migration 2.
+    ("input_cost_usd", "numeric"),
+    ("cache_read_cost_usd", "numeric"),
+    ("cache_write_cost_usd", "numeric"),
+    ("output_cost_usd", "numeric"),
+    ("other_cost_usd", "numeric"),
+    ("priced_at", "timestamptz"),
+    ("reported_cost_usd", "numeric"),
+    ("rounds_usage", "jsonb"),
+    ("repriced_cost_usd", "numeric"),
+    ("repriced_at", "timestamptz"),
+    ("repriced_source", "text"),
 )
 _COLUMN_NAMES: Final = tuple(name for name, _ in _COLUMNS)
 _CREATE_STAGING_SQL: Final = (
@@ -159,6 +171,21 @@ def _counts_json(counts: Mapping[str, int]) -> str:
     )
 
 
+def _strings_json(values: Mapping[str, str]) -> str:
+    if not values:
+        return "{}"
+    return (
+        "{"
+        + ",".join(
+            [
+                f"{encode_basestring(key)}:{encode_basestring(value)}"
+                for key, value in values.items()
+            ]
+        )
+        + "}"
+    )
+
+
 def _tags_json(tags: Sequence[str]) -> str:
     if not tags:
         return "[]"
@@ -181,6 +208,25 @@ def _by_model_json(by_model: Sequence[ModelUsage]) -> str:
     if not by_model:
         return "[]"
     return "[" + ",".join([_model_usage_json(usage) for usage in by_model]) + "]"
+
+
+def _round_usage_json(usage: RoundUsage) -> str:
+    # Every field of RoundUsage, in declaration order; a test checks that none is missing.
+    return (
+        f'{{"model":{_str_json(usage.model)},"provider":{_str_json(usage.provider)},'
+        f'"input_tokens":{usage.input_tokens:d},'
+        f'"cache_read_tokens":{usage.cache_read_tokens:d},'
+        f'"cache_write_tokens":{usage.cache_write_tokens:d},'
+        f'"output_tokens":{usage.output_tokens:d},"reasoning_tokens":{usage.reasoning_tokens:d},'
+        f'"details":{_counts_json(usage.details)},'
+        f'"price_context":{_strings_json(usage.price_context)}}}'
+    )
+
+
+def _rounds_usage_json(rounds_usage: Sequence[RoundUsage] | None) -> str | None:
+    if rounds_usage is None:
+        return None
+    return "[" + ",".join([_round_usage_json(usage) for usage in rounds_usage]) + "]"
 
 
 def _record_row(record: UsageRecord) -> tuple[Any, ...]:
@@ -212,6 +258,17 @@ def _record_row(record: UsageRecord) -> tuple[Any, ...]:
         _tags_json(record.tags),
         _any_json(record.metadata),
         record.schema_version,
+        record.input_cost_usd,
+        record.cache_read_cost_usd,
+        record.cache_write_cost_usd,
+        record.output_cost_usd,
+        record.other_cost_usd,
+        record.priced_at,
+        record.reported_cost_usd,
+        _rounds_usage_json(record.rounds_usage),
+        record.repriced_cost_usd,
+        record.repriced_at,
+        record.repriced_source,
     )
 
 
@@ -281,9 +338,38 @@ def _migration_1(schema: str, table: str) -> list[str]:
     ]
 
 
+def _migration_2(schema: str, table: str) -> list[str]:
+    """Add the cost components, provenance, reported cost, per-round usage and re-pricing.
+
+    Every added column allows NULL, which is what rows written before it read back as.
+    """
+    qualified = f"{_quote(schema)}.{_quote(table)}"
+    added = [(name, sql_type) for name, sql_type in _COLUMNS if name in _VERSION_2_COLUMNS]
+    return [
+        f"ALTER TABLE {qualified} "
+        + ", ".join(
+            f"ADD COLUMN IF NOT EXISTS {_quote(name)} {sql_type}" for name, sql_type in added
+        )
+    ]
+
+
+_VERSION_2_COLUMNS: Final = (
+    "input_cost_usd",
+    "cache_read_cost_usd",
+    "cache_write_cost_usd",
+    "output_cost_usd",
+    "other_cost_usd",
+    "priced_at",
+    "reported_cost_usd",
+    "rounds_usage",
+    "repriced_cost_usd",
+    "repriced_at",
+    "repriced_source",
+)
+
 # Forward migrations by the table version they produce. Applied in order, each once, and
 # never edited after release: a later change to the table is a new entry.
-_MIGRATIONS: Final = {1: _migration_1}
+_MIGRATIONS: Final = {1: _migration_1, 2: _migration_2}
 TABLE_VERSION: Final = max(_MIGRATIONS)
 """The version of the table layout this tokenmeter writes; `tokenmeter_schema_version` stores it."""
 
@@ -707,6 +793,64 @@ class PostgresSink:
         inserted = int(status.rsplit(" ", 1)[-1])
         self._expect_duplicates = self._copy_first_disabled or inserted < len(records)
         return inserted
+
+    async def store_repricing(self, repricings: Sequence[Repricing]) -> int:
+        """Set the `repriced_*` columns of stored records, by id, in one transaction.
+
+        Creates or migrates the table first, like `write`. Other columns stay as they are.
+
+        Returns:
+            How many rows were updated; ids not in the table are skipped.
+
+        Raises:
+            RuntimeError: if the sink is closed.
+            OSError, asyncpg.PostgresError, asyncpg.InterfaceError: if the update failed;
+                then nothing is updated.
+        """
+        if self._closed:
+            raise RuntimeError(
+                f"{self!r} is closed; store_repricing() is not allowed after aclose()"
+            )
+        if not repricings:
+            return 0
+
+        try:
+            pool = await self._ready_pool()
+            qualified = f"{_quote(self._resolved_schema or '')}.{_quote(self.table)}"
+            async with pool.acquire() as connection, connection.transaction():
+                # A temporary table and one UPDATE ... FROM cost two round trips for any
+                # number of records, where executemany costs one statement per record.
+                await connection.execute(
+                    "CREATE TEMPORARY TABLE IF NOT EXISTS tokenmeter_repricing ("
+                    '"id" uuid, "cost" numeric, "at" timestamptz, "source" text'
+                    ") ON COMMIT DELETE ROWS"
+                )
+                await connection.copy_records_to_table(
+                    "tokenmeter_repricing",
+                    schema_name="pg_temp",
+                    records=[tuple(item) for item in repricings],
+                    columns=("id", "cost", "at", "source"),
+                    timeout=self._command_timeout_s,
+                )
+                status = await connection.execute(
+                    f'UPDATE {qualified} AS stored SET "repriced_cost_usd" = new."cost", '
+                    '"repriced_at" = new."at", "repriced_source" = new."source" '
+                    'FROM pg_temp.tokenmeter_repricing AS new WHERE stored."id" = new."id"'
+                )
+        except Exception as error:
+            self._note_failure(error)
+            hidden = self._hide_password(error)
+            if hidden is error:
+                raise
+            raise hidden from None
+        updated = int(status.rsplit(" ", 1)[-1])
+        logger.info(
+            "PostgreSQL sink stored re-priced costs of %d records in %s.%s",
+            updated,
+            self._resolved_schema,
+            self.table,
+        )
+        return updated
 
     def _note_failure(self, error: Exception) -> None:
         if not self._is_connection_error(error):

@@ -16,14 +16,16 @@ from typing import Any
 import aiosqlite
 from pydantic_core import SchemaSerializer, core_schema
 
-from tokenmeter.records import SCHEMA_VERSION, UsageRecord
+from tokenmeter.records import SCHEMA_VERSION, Repricing, UsageRecord
 from tokenmeter.sinks.jsonl import check_writable_path
 from tokenmeter.sinks.urls import DEFAULT_TABLE, parse_sqlite_url, validate_identifier
 
 __all__ = [
     "COLUMNS",
+    "DECIMAL_COLUMNS",
     "JSON_COLUMNS",
     "SCHEMA_TABLE",
+    "TIME_COLUMNS",
     "SqliteSink",
     "format_timestamp",
     "record_to_row",
@@ -62,18 +64,49 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("by_model", "TEXT NOT NULL"),
     ("tags", "TEXT NOT NULL"),
     ("metadata", "TEXT NOT NULL"),
+    # Schema version 2. A table of version 1 gets these columns added, NULL in its old rows.
+    ("input_cost_usd", "TEXT"),
+    ("cache_read_cost_usd", "TEXT"),
+    ("cache_write_cost_usd", "TEXT"),
+    ("output_cost_usd", "TEXT"),
+    ("other_cost_usd", "TEXT"),
+    ("priced_at", "TEXT"),
+    ("reported_cost_usd", "TEXT"),
+    ("rounds_usage", "TEXT"),
+    ("repriced_cost_usd", "TEXT"),
+    ("repriced_at", "TEXT"),
+    ("repriced_source", "TEXT"),
 )
 """The columns of the usage table and their SQLite types, one per `UsageRecord` field.
 
 Costs are TEXT holding the exact decimal digits, because SQLite's REAL is a binary float.
-`timestamp` is ISO 8601 in UTC with microseconds (`2026-05-01T12:00:00.000000+00:00`), so
-text order is time order and SQLite's date functions read it.
+Times are ISO 8601 in UTC with microseconds (`2026-05-01T12:00:00.000000+00:00`), so text
+order is time order and SQLite's date functions read them.
 """
 
-JSON_COLUMNS = frozenset({"details", "by_model", "tags", "metadata"})
-"""Columns holding JSON text. Costs inside `by_model` are JSON strings, to stay exact."""
+JSON_COLUMNS = frozenset({"details", "by_model", "tags", "metadata", "rounds_usage"})
+"""Columns holding JSON text. Costs inside `by_model` are JSON strings, to stay exact.
+`rounds_usage` is NULL, not JSON `null`, in records without it."""
+
+DECIMAL_COLUMNS = frozenset(
+    {
+        "cost_usd",
+        "input_cost_usd",
+        "cache_read_cost_usd",
+        "cache_write_cost_usd",
+        "output_cost_usd",
+        "other_cost_usd",
+        "reported_cost_usd",
+        "repriced_cost_usd",
+    }
+)
+"""Columns holding a cost as TEXT with its exact decimal digits, or NULL."""
+
+TIME_COLUMNS = frozenset({"timestamp", "priced_at", "repriced_at"})
+"""Columns holding a time as ISO 8601 TEXT in UTC, as `format_timestamp` writes it."""
 
 _COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+_OPTIONAL_TIME_COLUMNS = tuple(sorted(TIME_COLUMNS - {"timestamp"}))
 
 _INDEXES = (
     ("timestamp_idx", "timestamp"),
@@ -129,9 +162,14 @@ def record_to_row(record: UsageRecord) -> tuple[Any, ...]:
     values["run_id"] = str(values["run_id"])
     values["parent_id"] = _optional_str(values["parent_id"])
     values["timestamp"] = format_timestamp(values["timestamp"])
-    values["cost_usd"] = _optional_str(values["cost_usd"])
+    for column in _OPTIONAL_TIME_COLUMNS:
+        moment = values[column]
+        values[column] = None if moment is None else format_timestamp(moment)
+    for column in DECIMAL_COLUMNS:
+        values[column] = _optional_str(values[column])
     for column in JSON_COLUMNS:
-        values[column] = _json_text(values[column])
+        value = values[column]
+        values[column] = None if value is None else _json_text(value)
     row: tuple[Any, ...] = _select_columns(values)
     return row
 
@@ -201,6 +239,7 @@ class SqliteSink:
         self._busy_timeout_s = busy_timeout_s
 
         self._connection: aiosqlite.Connection | None = None
+        self._file_id: tuple[int, int] | None = None
         self._connection_pid = 0
         # Serializes transactions on the one connection. An asyncio.Lock belongs to one
         # event loop, and one inherited through fork() may be held by a task the child lacks,
@@ -292,6 +331,51 @@ class SqliteSink:
             len(rows) - inserted,
         )
 
+    async def store_repricing(self, repricings: Sequence[Repricing]) -> int:
+        """Set the `repriced_*` columns of stored records, by id, in one transaction.
+
+        Creates or migrates the table first, like `write`. Other columns stay as they are.
+
+        Returns:
+            How many rows were updated; ids not in the table are skipped.
+
+        Raises:
+            RuntimeError: as `write` raises it.
+            sqlite3.Error: if the database cannot be written. Nothing is updated then.
+        """
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed; open a new sink to update records")
+        lock = self._current_lock()
+        if not repricings:
+            return 0
+
+        rows = [
+            (
+                _optional_str(item.cost_usd),
+                format_timestamp(item.repriced_at),
+                item.source,
+                str(item.id),
+            )
+            for item in repricings
+        ]
+        sql = (
+            f'UPDATE "{self._table}" SET "repriced_cost_usd" = ?, "repriced_at" = ?, '
+            '"repriced_source" = ? WHERE "id" = ?'
+        )
+        async with lock:
+            connection = await self._connect()
+            try:
+                await connection.execute("BEGIN IMMEDIATE")
+                cursor = await connection.executemany(sql, rows)
+                updated = cursor.rowcount
+                await cursor.close()
+                await connection.commit()
+            except BaseException:
+                await self._roll_back(connection)
+                raise
+        logger.info("stored re-priced costs of %d records in %s", updated, self)
+        return updated
+
     async def aclose(self) -> None:
         """Close the connection. Idempotent. Waits for a write in progress to finish."""
         if self._closed:
@@ -362,7 +446,13 @@ class SqliteSink:
         # child opens its own and leaves the parent's alone.
         pid = os.getpid()
         if self._connection is not None and self._connection_pid == pid:
-            return self._connection
+            if self._same_file():
+                return self._connection
+            # The database file was deleted or replaced: writing on would store records in
+            # an unlinked file that no reader sees, so reconnect to what is at the path now.
+            logger.warning("%s: the database file was deleted or replaced; reopening it", self)
+            stale, self._connection = self._connection, None
+            await _close_quietly(stale)
         if self._connection is not None:
             _keep_inherited(self._connection)
             self._connection = None
@@ -381,8 +471,22 @@ class SqliteSink:
 
         self._connection = connection
         self._connection_pid = pid
+        self._file_id = self._current_file_id()
         logger.info("opened %s", self)
         return connection
+
+    def _current_file_id(self) -> tuple[int, int] | None:
+        if self._path is None:
+            return None
+        try:
+            status = os.stat(self._path)
+        except OSError:
+            return None
+        return (status.st_dev, status.st_ino)
+
+    def _same_file(self) -> bool:
+        # One stat() per batch: cheap next to the transaction it guards.
+        return self._path is None or self._current_file_id() == self._file_id
 
     async def _prepare(self, connection: aiosqlite.Connection) -> None:
         await connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
