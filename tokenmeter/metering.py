@@ -242,6 +242,40 @@ def _wrap_stream(
     return wrap_returned_stream(result, options, begun, started_ns)
 
 
+def _emit_failure(
+    options: TurnOptions,
+    turn_id: int,
+    run_id: int,
+    parent_id: int | None,
+    started_ns: int,
+    error: BaseException,
+    enclosing: Meter | None,
+) -> None:
+    status = _status_of(error)
+    _emit(
+        options, turn_id, run_id, parent_id, started_ns, status, type(error).__name__, [], enclosing
+    )
+
+
+def _finish(
+    result: object,
+    options: TurnOptions,
+    turn_id: int,
+    run_id: int,
+    parent_id: int | None,
+    enclosing: Meter | None,
+    started_ns: int,
+) -> object:
+    """Emit the turn of a step that returned `result`, and return what the caller gets."""
+    if _is_stream(result):
+        # A returned stream is metered when it ends; the caller gets a wrapper that yields
+        # the same chunks.
+        return _wrap_stream(result, options, turn_id, run_id, parent_id, enclosing, started_ns)
+    rounds = _rounds_from_result(result, options.provider)
+    _emit(options, turn_id, run_id, parent_id, started_ns, "ok", None, rounds, enclosing)
+    return result
+
+
 def _wrap_sync(function: Callable[P, R], options: _StepOptions) -> Callable[P, R]:
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -252,37 +286,10 @@ def _wrap_sync(function: Callable[P, R], options: _StepOptions) -> Callable[P, R
             result = function(*args, **kwargs)
         except BaseException as error:
             _current.reset(token)
-            _emit(
-                options,
-                turn_id,
-                run_id,
-                parent_id,
-                started_ns,
-                _status_of(error),
-                type(error).__name__,
-                [],
-                enclosing,
-            )
+            _emit_failure(options, turn_id, run_id, parent_id, started_ns, error, enclosing)
             raise
         _current.reset(token)
-        if _is_stream(result):
-            # A returned stream is metered when it ends; the caller gets a wrapper that
-            # yields the same chunks.
-            return cast(
-                R, _wrap_stream(result, options, turn_id, run_id, parent_id, enclosing, started_ns)
-            )
-        _emit(
-            options,
-            turn_id,
-            run_id,
-            parent_id,
-            started_ns,
-            "ok",
-            None,
-            _rounds_from_result(result, options.provider),
-            enclosing,
-        )
-        return result
+        return cast(R, _finish(result, options, turn_id, run_id, parent_id, enclosing, started_ns))
 
     return wrapper
 
@@ -299,37 +306,10 @@ def _wrap_async(
             result = await function(*args, **kwargs)
         except BaseException as error:
             _current.reset(token)
-            _emit(
-                options,
-                turn_id,
-                run_id,
-                parent_id,
-                started_ns,
-                _status_of(error),
-                type(error).__name__,
-                [],
-                enclosing,
-            )
+            _emit_failure(options, turn_id, run_id, parent_id, started_ns, error, enclosing)
             raise
         _current.reset(token)
-        if _is_stream(result):
-            # A returned stream is metered when it ends; the caller gets a wrapper that
-            # yields the same chunks.
-            return cast(
-                R, _wrap_stream(result, options, turn_id, run_id, parent_id, enclosing, started_ns)
-            )
-        _emit(
-            options,
-            turn_id,
-            run_id,
-            parent_id,
-            started_ns,
-            "ok",
-            None,
-            _rounds_from_result(result, options.provider),
-            enclosing,
-        )
-        return result
+        return cast(R, _finish(result, options, turn_id, run_id, parent_id, enclosing, started_ns))
 
     return wrapper
 
