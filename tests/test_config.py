@@ -25,7 +25,7 @@ from tokenmeter.config import Settings, settings_from_env, split_sink_urls
         (" , ", ()),
     ],
 )
-def test_split_sink_urls_keeps_commas_inside_urls(raw: str, expected: tuple[str, ...]) -> None:
+def test_sink_urls_keep_inner_commas(raw: str, expected: tuple[str, ...]) -> None:
     assert split_sink_urls(raw) == expected
 
 

@@ -88,7 +88,7 @@ def read_round(
     """Read one round's usage, model and provider; on failure, log and return no usage.
 
     `model` and `provider` are the ones named explicitly for the round; they win over the
-    response's own values. `provider` also tells the reader how to interpret the counts.
+    response's own values. `provider` also decides how the reader interprets the counts.
     """
     provider = canonical_or_none(provider)
     if type(obj) is Usage:

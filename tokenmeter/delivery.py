@@ -150,10 +150,10 @@ def _sink_label(spec: Any, sink: Sink) -> str:
 def _spool_key(spec: Any, sink: Sink) -> str:
     """Name the spool directory of a sink: the same sink gets the same key in every process.
 
-    A `spool_key` attribute wins. Otherwise sinks with a `url` attribute (the built-in file
-    sinks give their absolute path), then sinks opened from a URL, are keyed by that URL with
-    its password masked: a sink object and its URL share a spool, and a changed password
-    does not orphan one. Other objects fall back to their class name, which every object of
+    A `spool_key` attribute wins. Otherwise the key is the sink's `url` attribute (the
+    built-in file sinks give their absolute path), or else the URL the sink was opened
+    from, with its password masked. So a sink object and its URL share a spool, and a
+    changed password does not orphan one. Other objects fall back to their class name, which every object of
     that class then shares.
     """
     from tokenmeter.sinks.urls import mask_url

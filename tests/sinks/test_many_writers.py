@@ -34,7 +34,8 @@ WRITER = textwrap.dedent(
     stats = tokenmeter.stats()
     assert delivered, stats
     assert stats.delivered == turns, stats
-    assert stats.spooled == 0 and stats.dropped == 0, stats
+    assert stats.spooled == 0, stats
+    assert stats.dropped == 0, stats
     print("ok", stats.delivered)
     """
 )
