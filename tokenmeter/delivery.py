@@ -153,8 +153,8 @@ def _spool_key(spec: Any, sink: Sink) -> str:
     A `spool_key` attribute wins. Otherwise the key is the sink's `url` attribute (the
     built-in file sinks give their absolute path), or else the URL the sink was opened
     from, with its password masked. So a sink object and its URL share a spool, and a
-    changed password does not orphan one. Other objects fall back to their class name, which every object of
-    that class then shares.
+    changed password does not orphan one. Other objects fall back to their class name,
+    which every object of that class then shares.
     """
     from tokenmeter.sinks.urls import mask_url
 
