@@ -90,8 +90,8 @@ def test_exit_spools_within_flush_timeout(fault: str, tmp_path: Path, silent_por
 
 @pytest.mark.xfail(
     strict=True,
-    reason="delivery keeps a failing sink's backlog in memory during the flush timeout, then "
-    "cannot price and spool it in the grace second, so most of it dies with the process",
+    reason="pricing and spooling 50,000 turns (about 43 µs each) takes longer than the flush "
+    "timeout plus its grace second, so the turns not reached by then die with the process",
 )
 def test_exit_after_burst_spools_all(tmp_path: Path) -> None:
     # More turns than the delivery thread prices and spools in the flush timeout plus its
