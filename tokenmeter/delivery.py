@@ -198,7 +198,7 @@ class Engine:
         self._wake_threshold = settings.batch_size
         # The caller-side bound is looser than the per-sink one, which spills to the spool:
         # past this one, turns can only be dropped.
-        self._max_queued = max(4 * settings.max_queue, 10_000)
+        self._max_queued = max(4 * settings.max_queue, 100_000)
         self._overflowed = 0
         """Turns dropped because the caller-side queue was full; updated without a lock, so
         concurrent callers may undercount it slightly."""
@@ -213,7 +213,7 @@ class Engine:
     def submit(self, event: TurnEvent) -> None:
         """Queue one turn for delivery. Never blocks, never raises, does no I/O.
 
-        The queue holds at most four times `max_queue` turns (10,000 at least). A caller
+        The queue holds at most four times `max_queue` turns (100,000 at least). A caller
         that outpaces the delivery thread for that long (it prices tens of thousands of
         turns a second) loses the turns past the bound: they are counted in `stats()` and
         logged by the delivery thread.
@@ -510,7 +510,8 @@ class Engine:
                 "overflow",
                 "tokenmeter: %d turns were dropped because callers metered faster than the "
                 "delivery thread could price them and the queue reached its bound of %d "
-                "turns (four times TOKENMETER_MAX_QUEUE); raise TOKENMETER_MAX_QUEUE",
+                "turns (four times TOKENMETER_MAX_QUEUE, 100,000 at least); raise "
+                "TOKENMETER_MAX_QUEUE",
                 overflowed - self._overflow_logged,
                 self._max_queued,
             )
