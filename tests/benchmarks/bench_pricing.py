@@ -84,7 +84,61 @@ def cold_lookup_ns(repeats: int = 50) -> float:
     return statistics.median(samples)
 
 
+MIX: list[tuple[str, str]] = [
+    ("gpt-4o", "openai"),
+    ("gpt-4o-mini", "openai"),
+    ("gpt-4.1", "openai"),
+    ("o3-mini", "openai"),
+    ("gpt-5", "openai"),
+    ("claude-sonnet-4-5", "anthropic"),
+    ("claude-haiku-4-5", "anthropic"),
+    ("claude-opus-4-1", "anthropic"),
+    ("gemini-2.5-flash", "google"),
+    ("gemini-2.5-pro", "google"),
+    ("gemini-2.0-flash", "google"),
+    ("grok-3-mini", "xai"),
+    ("grok-4", "xai"),
+    ("deepseek-chat", "deepseek"),
+    ("deepseek-reasoner", "deepseek"),
+    ("mistral-large-latest", "mistral"),
+    ("llama-3.3-70b-versatile", "groq"),
+    ("command-r-plus", "cohere"),
+    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "bedrock"),
+    ("openai/gpt-4o", "openrouter"),
+]
+"""Twenty models across the providers, priced round after round in a stream."""
+
+
+def mixed_stream_ns(rounds: int = 100_000) -> tuple[float, float, int]:
+    """Median per-round time over a stream cycling through `MIX`, and the first-lookup cost.
+
+    Returns `(warm ns per round, amortized ns per round including first lookups, priced)`.
+    """
+    usages = [Usage(1000 + 37 * n, 200 + 11 * n, cache_read_tokens=500) for n in range(len(MIX))]
+    _estimate._reset()
+    start = time.perf_counter_ns()
+    priced = 0
+    for index in range(rounds):
+        model, provider = MIX[index % len(MIX)]
+        if estimate_cost(usages[index % len(MIX)], model, provider) is not None:
+            priced += 1
+    amortized = (time.perf_counter_ns() - start) / rounds
+
+    def run(calls: int) -> None:
+        for index in range(calls):
+            model, provider = MIX[index % len(MIX)]
+            estimate_cost(usages[index % len(MIX)], model, provider)
+
+    return median_per_call_ns(run, 20_000, 5), amortized, priced
+
+
 def main() -> None:
+    warm_ns, amortized_ns, priced = mixed_stream_ns()
+    print(
+        f"stream of 100,000 rounds over {len(MIX)} models ({priced} priced): "
+        f"{warm_ns / 1000:.2f} µs per round warm, {amortized_ns / 1000:.2f} µs amortized "
+        "with each model's first lookup"
+    )
     print(f"{'round':34} {'estimate_cost':>14} {'calc_price':>12} {'ratio':>7}")
     for label, (usage, model, provider) in ROUNDS.items():
         warm: list[float] = []
