@@ -654,7 +654,7 @@ def _summarize_source(
     summary: Summary, chart: CostOverTime | None, source: str, **filters: Any
 ) -> None:
     # Driver errors become ValueError naming the source, so that the command prints one line
-    # that says what it could not read, instead of a traceback or a bare errno message.
+    # that names what it could not read, instead of a traceback or a bare errno message.
     is_postgres = sink_scheme(source.strip()) in ("postgresql", "postgres")
     driver_errors: tuple[type[BaseException], ...] = (OSError, *_postgres_errors())
     try:

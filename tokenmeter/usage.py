@@ -213,7 +213,7 @@ Usage.__module__ = "tokenmeter"
 
 @dataclass(frozen=True, slots=True)
 class AgentTurn(Generic[T]):
-    """What an agent step may return so that `metered_turn` can read its usage.
+    """The value an agent step may return so that `metered_turn` can read its usage.
 
     Args:
         output: The step's own result. tokenmeter does not unwrap it: callers read

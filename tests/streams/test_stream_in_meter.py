@@ -67,7 +67,7 @@ def assert_child_of(inner: UsageRecord, outer: UsageRecord, block: tokenmeter.Me
 
 
 def assert_counted_once(inner: UsageRecord, outer: UsageRecord) -> None:
-    """The meter's own record holds none of the stream's tokens, so a sum counts them once."""
+    """The meter's own record contains none of the stream's tokens, so a sum counts them once."""
     assert outer.rounds == 0
     assert outer.input_tokens is None
     assert inner.rounds == 1

@@ -20,7 +20,8 @@ SCRIPT_HEADER = "X-Tokenmeter-Demo-Script"
 LOOPBACK_HOST = "127.0.0.1"
 
 SHUTDOWN_POLL_S = 0.05
-"""How often, in seconds, the serving thread checks for `stop()`, which waits up to this long."""
+"""Interval, in seconds, at which the serving thread checks for `stop()`; `stop()` waits up to
+this long."""
 
 ROUTES = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
 """Paths the server serves: OpenAI-compatible Chat Completions, Anthropic Messages and OpenAI

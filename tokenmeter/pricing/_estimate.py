@@ -203,10 +203,10 @@ def estimate_cost(
             `aws`...). `None` lets the model id decide.
         at: When the call happened, for prices that change over time. Naive datetimes are
             UTC. Defaults to now.
-        batch: Whether the round ran as a batch job. `None` keeps what `usage` says (a
-            `BilledUsage` read from a batch result says so), else not batch.
+        batch: Whether the round ran as a batch job. `None` keeps the flag of `usage`, which
+            a `BilledUsage` read from a batch result sets; a plain `Usage` is not batch.
         service_tier: The service tier the response reported (`flex`, `priority`...).
-            `None` keeps what `usage` says.
+            `None` keeps the tier recorded in `usage`, if any.
 
     Returns:
         The cost, or `None` when the model has no price, in the overrides or in genai-prices,

@@ -272,7 +272,7 @@ class TableModel:
     ) -> tuple[RatePlan | None, frozenset[str]]:
         """Return the rate plan for a round billed in `context`, and the context keys priced.
 
-        `context` holds genai-prices price-variant keys (`processing`, `service_tier`...).
+        `context` contains genai-prices price-variant keys (`processing`, `service_tier`...).
         Each variant that is in effect at `timestamp` and whose conditions are all met replaces
         the standard prices it lists; for a price that several variants list, the first in
         the table wins, as in genai-prices' `ModelInfo.get_prices`.

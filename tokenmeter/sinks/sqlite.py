@@ -449,7 +449,7 @@ class SqliteSink:
             if self._same_file():
                 return self._connection
             # The database file was deleted or replaced: writing on would store records in
-            # an unlinked file that no reader sees, so reconnect to what is at the path now.
+            # an unlinked file that no reader opens, so reconnect to what is at the path now.
             logger.warning("%s: the database file was deleted or replaced; reopening it", self)
             stale, self._connection = self._connection, None
             await _close_quietly(stale)

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 DEFAULT_JSONL_PATH = "tokenmeter.jsonl"
-"""Where the JSONL sink writes when its URL names no path, relative to the working directory."""
+"""Default file of the JSONL sink when its URL names no path, relative to the working directory."""
 
 DEFAULT_TABLE = "llm_usage"
 """The table SQL sinks write when the URL has no `table` parameter."""
@@ -194,7 +194,7 @@ def _split_query(query: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class SqliteTarget:
-    """Where an `sqlite:///` URL points."""
+    """The database file an `sqlite:///` URL points to."""
 
     path: Path | None
     """The database file, absolute; `None` for `sqlite:///:memory:`."""
@@ -249,7 +249,7 @@ def parse_sqlite_url(url: str) -> SqliteTarget:
 
 @dataclass(frozen=True, slots=True)
 class JsonlTarget:
-    """Where a `jsonl:` URL points, and how to write there."""
+    """The file a `jsonl:` URL points to, and its write options."""
 
     path: Path
     """The file, absolute."""
