@@ -1,7 +1,7 @@
 """Our readings agree with `genai_prices.extract_usage` wherever it reads a payload.
 
 Every payload where the two differ is listed in `DIFFERENCES` with the reason, which
-`docs/providers.md` explains too; the test fails when the list goes stale either way.
+`docs/providers.md` explains too. The test fails when the list goes stale either way.
 """
 
 from __future__ import annotations

@@ -274,8 +274,8 @@ class TableModel:
 
         `context` contains genai-prices price-variant keys (`processing`, `service_tier`...).
         Each variant that is in effect at `timestamp` and whose conditions are all met replaces
-        the standard prices it lists; for a price that several variants list, the first in
-        the table wins, as in genai-prices' `ModelInfo.get_prices`.
+        the standard prices it lists. When several variants list one price, the first in the
+        table wins, as in genai-prices' `ModelInfo.get_prices`.
 
         Returns:
             `(plan, keys)`. `keys` are the context keys of the variants applied; empty when

@@ -205,8 +205,8 @@ class SqliteSink:
     `INSERT OR IGNORE` by `id` makes a retried batch harmless: records already stored stay
     as they are and are not duplicated.
 
-    The sink uses one aiosqlite connection, opened on the first write, so it runs on an
-    asyncio event loop only (tokenmeter's delivery thread runs one); under trio, `write`
+    The sink uses one aiosqlite connection, opened on the first write. aiosqlite needs an
+    asyncio event loop, which tokenmeter's delivery thread runs, so under trio `write`
     raises `RuntimeError`. aiosqlite runs every statement on the connection's own thread,
     which this sink makes a daemon thread, so that a sink never closed does not keep the
     interpreter from exiting: Python joins non-daemon threads at exit before it runs
